@@ -1,0 +1,429 @@
+package rollout
+
+import (
+	"cmp"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config wires an Engine. Store, Inventory and Updater are required.
+type Config struct {
+	Store     Store
+	Inventory Inventory
+	Updater   Updater
+	Notifier  Notifier
+	Logger    *slog.Logger
+	Clock     Clock        // nil: real time
+	Seed      func() int64 // shuffle seeds; nil: random
+	Owner     string       // this process's name in leases; empty: host-pid-random
+
+	Defaults       Settings      // for rollouts that do not say otherwise
+	HealthTimeout  time.Duration // how long a host may take to pass its health check (default 60s)
+	HealthInterval time.Duration // between health attempts (default 2s)
+	LeaseTTL       time.Duration // a driver that stops renewing is replaced after this (default 15s)
+	PollInterval   time.Duration // how often a driver looks for a halt from another process (default 500ms)
+	Grace          time.Duration // on shutdown, how long in-flight hosts may take to finish (default 30s)
+}
+
+// Engine starts, drives, halts and resumes rollouts.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+	kick  chan struct{}
+
+	mu   sync.Mutex
+	runs map[int64]*run
+}
+
+// New returns an engine; zero durations take their defaults.
+func New(cfg Config) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Seed == nil {
+		cfg.Seed = randomSeed
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = defaultOwner()
+	}
+	if cfg.Defaults.Stages == nil {
+		cfg.Defaults = DefaultSettings()
+	}
+	cfg.HealthTimeout = cmp.Or(cfg.HealthTimeout, 60*time.Second)
+	cfg.HealthInterval = cmp.Or(cfg.HealthInterval, 2*time.Second)
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
+	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
+	if cfg.Notifier == nil {
+		cfg.Notifier = Notifiers(nil)
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), runs: map[int64]*run{}}
+}
+
+// Owner is this engine's name in rollout leases.
+func (e *Engine) Owner() string { return e.cfg.Owner }
+
+// Defaults are the settings a rollout gets when its request names none.
+func (e *Engine) Defaults() Settings { return e.cfg.Defaults }
+
+// Plan lays out a rollout of version over today's inventory without starting it.
+func (e *Engine) Plan(ctx context.Context, version string, s *Settings) (Plan, error) {
+	if err := ValidateVersion(version); err != nil {
+		return Plan{}, err
+	}
+	hosts, err := e.cfg.Inventory.ActiveHosts(ctx)
+	if err != nil {
+		return Plan{}, fmt.Errorf("read inventory: %w", err)
+	}
+	return NewPlan(version, len(hosts), e.settings(s))
+}
+
+func (e *Engine) settings(s *Settings) Settings {
+	if s == nil {
+		return e.cfg.Defaults
+	}
+	return *s
+}
+
+// StartRequest asks for a new rollout.
+type StartRequest struct {
+	Version  string
+	Actor    string
+	Source   Source
+	Settings *Settings // nil: the engine's defaults
+}
+
+// Start validates the request, snapshots and shuffles the inventory and records
+// the rollout, leased to this engine. It does not drive it: call Run, or let
+// Serve pick it up. A running rollout makes it fail with an *ActiveError.
+func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) {
+	r, err := e.start(ctx, req)
+	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "start", Allowed: err == nil, Detail: req.Version}
+	if err != nil {
+		entry.Detail = fmt.Sprintf("%s refused: %v", req.Version, err)
+		if ae := (*ActiveError)(nil); errors.As(err, &ae) && ae.Rollout != nil {
+			entry.RolloutID = ae.Rollout.ID
+		}
+	} else {
+		entry.RolloutID = r.ID
+	}
+	e.audit(ctx, entry)
+	if err != nil {
+		return nil, err
+	}
+	e.log.InfoContext(ctx, "rollout started", "rollout_id", r.ID, "version", r.Version, "hosts", r.Hosts,
+		"seed", r.Seed, "actor", req.Actor, "source", req.Source)
+	e.Kick()
+	return r, nil
+}
+
+func (e *Engine) start(ctx context.Context, req StartRequest) (*Rollout, error) {
+	if err := ValidateVersion(req.Version); err != nil {
+		return nil, err
+	}
+	s := e.settings(req.Settings)
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if cur, err := e.cfg.Store.ActiveRollout(ctx); err == nil {
+		return nil, &ActiveError{Rollout: cur}
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("look for a running rollout: %w", err)
+	}
+	hosts, err := e.cfg.Inventory.ActiveHosts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read inventory: %w", err)
+	}
+	if len(hosts) == 0 {
+		return nil, ErrNoHosts
+	}
+	seed := e.cfg.Seed()
+	hosts = Shuffle(hosts, seed)
+	stages := Stages(len(hosts), s.Stages)
+	first := 0
+	for first < len(stages)-1 && stages[first].Size() == 0 {
+		first++
+	}
+	now := e.clock.Now()
+	r := &Rollout{
+		Version:      req.Version,
+		State:        StageState(stages[first].Percent),
+		Settings:     s,
+		Seed:         seed,
+		Hosts:        len(hosts),
+		Stage:        first,
+		SegmentStart: stages[first].Start,
+		StartedBy:    req.Actor,
+		Source:       req.Source,
+		Owner:        e.cfg.Owner,
+		LeaseUntil:   time.Now().Add(e.cfg.LeaseTTL),
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	if err := e.cfg.Store.CreateRollout(ctx, r, hosts); err != nil {
+		return nil, fmt.Errorf("record rollout: %w", err)
+	}
+	return r, nil
+}
+
+// Shuffle orders hosts by ID, then shuffles them with seed: the same inventory
+// and seed always give the same order.
+func Shuffle(hosts []Host, seed int64) []Host {
+	out := slices.Clone(hosts)
+	slices.SortFunc(out, func(a, b Host) int { return cmp.Compare(a.ID, b.ID) })
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x726f6c6c6f7574))
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// HaltRequest asks the running rollout to stop starting hosts.
+type HaltRequest struct {
+	Actor  string
+	Source Source
+	Reason string
+}
+
+// Halt stops the running rollout: no new host starts, hosts in flight finish.
+// When this engine drives it the halt takes effect at once; when another
+// process does, that process sees the request within its poll interval; when
+// nobody does (its driver died), the rollout is marked halted here. Halt
+// returns before in-flight hosts finish; the notifier reports the end.
+func (e *Engine) Halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
+	r, err := e.halt(ctx, req)
+	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "halt", Allowed: err == nil, Detail: req.Reason}
+	if r != nil {
+		entry.RolloutID = r.ID
+	}
+	if err != nil {
+		entry.Detail = fmt.Sprintf("refused: %v", err)
+	}
+	e.audit(ctx, entry)
+	return r, err
+}
+
+func (e *Engine) halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
+	r, err := e.cfg.Store.ActiveRollout(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotRunning
+	} else if err != nil {
+		return nil, fmt.Errorf("look for the running rollout: %w", err)
+	}
+	if err := e.cfg.Store.RequestHalt(ctx, r.ID, req.Actor, req.Reason); err != nil {
+		return r, fmt.Errorf("record halt of rollout #%d: %w", r.ID, err)
+	}
+	e.log.InfoContext(ctx, "halt requested", "rollout_id", r.ID, "actor", req.Actor, "reason", req.Reason)
+	e.mu.Lock()
+	local := e.runs[r.ID]
+	e.mu.Unlock()
+	if local != nil {
+		local.requestHalt(req.Actor, req.Reason)
+		return r, nil
+	}
+	// Nobody here drives it: if nobody anywhere does, end it ourselves.
+	claimed, err := e.cfg.Store.ClaimRollout(ctx, r.ID, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
+	if errors.Is(err, ErrLeaseLost) {
+		return r, nil // its driver will see the request
+	} else if err != nil {
+		return r, fmt.Errorf("claim rollout #%d: %w", r.ID, err)
+	}
+	claimed.State = StateHalted
+	claimed.HaltedBy = req.Actor
+	claimed.Reason = haltReason(req.Actor, req.Reason)
+	claimed.FinishedAt = e.clock.Now()
+	claimed.UpdatedAt = claimed.FinishedAt
+	if err := e.cfg.Store.UpdateRollout(ctx, e.cfg.Owner, claimed); err != nil {
+		return r, fmt.Errorf("mark rollout #%d halted: %w", r.ID, err)
+	}
+	if err := e.cfg.Store.ReleaseRollout(ctx, r.ID, e.cfg.Owner); err != nil {
+		e.log.WarnContext(ctx, "release lease", "rollout_id", r.ID, "err", err)
+	}
+	return claimed, nil
+}
+
+func haltReason(actor, reason string) string {
+	if reason == "" {
+		return "halted by " + actor
+	}
+	return "halted by " + actor + ": " + reason
+}
+
+// ResumeRequest asks to continue the most recent rollout, which must be halted.
+type ResumeRequest struct {
+	Actor  string
+	Source Source
+}
+
+// Resume makes the latest rollout, if halted, active again from the next
+// pending host of the stage it stopped in. That stage's threshold then counts
+// only the hosts run after the resume. Like Start it does not drive the rollout.
+func (e *Engine) Resume(ctx context.Context, req ResumeRequest) (*Rollout, error) {
+	r, err := e.resume(ctx, req)
+	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "resume", Allowed: err == nil}
+	if r != nil {
+		entry.RolloutID = r.ID
+	}
+	if err != nil {
+		entry.Detail = fmt.Sprintf("refused: %v", err)
+	}
+	e.audit(ctx, entry)
+	if err == nil {
+		e.log.InfoContext(ctx, "rollout resumed", "rollout_id", r.ID, "actor", req.Actor, "stage", r.State)
+		e.Kick()
+	}
+	return r, err
+}
+
+func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error) {
+	if cur, err := e.cfg.Store.ActiveRollout(ctx); err == nil {
+		return nil, &ActiveError{Rollout: cur}
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("look for a running rollout: %w", err)
+	}
+	latest, err := e.cfg.Store.Rollouts(ctx, 1)
+	if err != nil {
+		return nil, fmt.Errorf("read rollouts: %w", err)
+	}
+	if len(latest) == 0 || latest[0].State != StateHalted {
+		return nil, ErrNotHalted
+	}
+	r := latest[0]
+	results, err := e.cfg.Store.HostResults(ctx, r.ID)
+	if err != nil {
+		return r, fmt.Errorf("read hosts of rollout #%d: %w", r.ID, err)
+	}
+	stages := r.StageList()
+	st := stages[r.Stage]
+	r.SegmentStart = st.End
+	for i := st.Start; i < st.End; i++ {
+		if !results[i].Status.Done() {
+			r.SegmentStart = i
+			break
+		}
+	}
+	r.State = StageState(st.Percent)
+	r.Owner = e.cfg.Owner
+	r.LeaseUntil = time.Now().Add(e.cfg.LeaseTTL)
+	r.UpdatedAt = e.clock.Now()
+	if err := e.cfg.Store.ResumeRollout(ctx, r); err != nil {
+		return r, fmt.Errorf("resume rollout #%d: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// Kick makes Serve look for work now rather than at its next poll.
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Serve drives whatever rollout is active and not driven by a live process:
+// one it started, one left by a crash, one whose driver went away. It returns
+// when ctx is cancelled, after in-flight hosts finished or the grace period ran out.
+func (e *Engine) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(2 * e.cfg.PollInterval)
+	defer tick.Stop()
+	waiting := int64(0) // the rollout we last saw leased elsewhere, to log it once
+	for {
+		r, err := e.cfg.Store.ActiveRollout(ctx)
+		switch {
+		case err == nil && !e.driving(r.ID):
+			if _, err := e.cfg.Store.ClaimRollout(ctx, r.ID, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL); err == nil {
+				waiting = 0
+				wg.Go(func() {
+					if _, err := e.Run(ctx, r.ID); err != nil && ctx.Err() == nil {
+						e.log.ErrorContext(ctx, "drive rollout", "rollout_id", r.ID, "err", err)
+					}
+				})
+			} else if errors.Is(err, ErrLeaseLost) {
+				if waiting != r.ID {
+					e.log.InfoContext(ctx, "rollout is driven by another process; taking over if its lease runs out",
+						"rollout_id", r.ID, "owner", r.Owner)
+					waiting = r.ID
+				}
+			} else if ctx.Err() == nil {
+				e.log.WarnContext(ctx, "claim rollout", "rollout_id", r.ID, "err", err)
+			}
+		case err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil:
+			e.log.WarnContext(ctx, "look for an active rollout", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Engine) driving(id int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[id] != nil
+}
+
+// Run drives rollout id until it completes, halts or fails, and returns it as
+// it ended. When ctx is cancelled (shutdown) it stops starting hosts, lets the
+// hosts in flight finish within the grace period, releases the rollout for the
+// next start to resume, and returns ctx's error.
+func (e *Engine) Run(ctx context.Context, id int64) (*Rollout, error) {
+	r, err := e.cfg.Store.ClaimRollout(ctx, id, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
+	if err != nil {
+		return nil, fmt.Errorf("claim rollout #%d: %w", id, err)
+	}
+	results, err := e.cfg.Store.HostResults(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read hosts of rollout #%d: %w", id, err)
+	}
+	if len(results) != r.Hosts {
+		return nil, fmt.Errorf("rollout #%d: %d host rows for %d hosts", id, len(results), r.Hosts)
+	}
+	ru := newRun(e, r, results)
+	e.mu.Lock()
+	if e.runs[id] != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("rollout #%d is already driven by this process", id)
+	}
+	e.runs[id] = ru
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.runs, id)
+		e.mu.Unlock()
+	}()
+	return ru.drive(ctx)
+}
+
+func (e *Engine) audit(ctx context.Context, entry AuditEntry) {
+	entry.At = e.clock.Now()
+	if err := e.cfg.Store.Audit(context.WithoutCancel(ctx), entry); err != nil {
+		e.log.ErrorContext(ctx, "write audit entry", "action", entry.Action, "actor", entry.Actor, "err", err)
+	}
+}
+
+func randomSeed() int64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return int64(binary.LittleEndian.Uint64(b[:]) >> 1)
+}
+
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), randomSeed()&0xffff)
+}

@@ -1,0 +1,135 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Counts is the number of hosts in each status.
+type Counts struct {
+	Pending, Updating, Success, Failed, RolledBack, Skipped int
+}
+
+func (c *Counts) add(s Status, d int) {
+	switch s {
+	case StatusPending:
+		c.Pending += d
+	case StatusUpdating:
+		c.Updating += d
+	case StatusSuccess:
+		c.Success += d
+	case StatusFailed:
+		c.Failed += d
+	case StatusRolledBack:
+		c.RolledBack += d
+	case StatusSkipped:
+		c.Skipped += d
+	}
+}
+
+// Done is the number of hosts whose update has ended.
+func (c Counts) Done() int { return c.Success + c.Failed + c.RolledBack + c.Skipped }
+
+// Total is the number of hosts.
+func (c Counts) Total() int { return c.Pending + c.Updating + c.Done() }
+
+// CountResults tallies host results by status.
+func CountResults(rs []HostResult) Counts {
+	var c Counts
+	for _, r := range rs {
+		c.add(r.Status, 1)
+	}
+	return c
+}
+
+// String is a short tally, e.g. "37 updated, 1 skipped, 2 rolled back".
+func (c Counts) String() string {
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(c.Success, "updated")
+	add(c.Skipped, "skipped")
+	add(c.RolledBack, "rolled back")
+	add(c.Failed, "failed")
+	add(c.Updating, "in flight")
+	add(c.Pending, "not started")
+	if len(parts) == 0 {
+		return "no hosts"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Outcome says how a rollout ended, never a bare "success": a completed rollout
+// with rolled-back or failed hosts says so.
+func Outcome(r *Rollout, c Counts) string {
+	switch r.State {
+	case StateCompleted:
+		var extra []string
+		if c.RolledBack > 0 {
+			extra = append(extra, fmt.Sprintf("%d rolled back", c.RolledBack))
+		}
+		if c.Failed > 0 {
+			extra = append(extra, fmt.Sprintf("%d failed", c.Failed))
+		}
+		if len(extra) == 0 {
+			return "completed"
+		}
+		return "completed, " + strings.Join(extra, ", ")
+	case StateHalted, StateFailed:
+		if r.Reason != "" {
+			return string(r.State) + ": " + r.Reason
+		}
+		return string(r.State)
+	default:
+		return "running (" + string(r.State) + ")"
+	}
+}
+
+// EventKind names what happened.
+type EventKind string
+
+// Event kinds, in the order a rollout produces them.
+const (
+	EventStarted      EventKind = "started" // a driver took the rollout up (new, resumed or taken over)
+	EventStageStarted EventKind = "stage_started"
+	EventHostStarted  EventKind = "host_started"
+	EventHostDone     EventKind = "host_done" // after the result is persisted
+	EventStageDone    EventKind = "stage_done"
+	EventPaused       EventKind = "paused"
+	EventEnded        EventKind = "ended" // completed, halted or failed; after it is persisted
+)
+
+// Event is one step of a rollout's progress, with a snapshot of the whole.
+type Event struct {
+	Kind     EventKind
+	At       time.Time
+	Progress Progress
+	Host     *HostResult   // for host events
+	Stage    Stage         // the stage concerned
+	Pause    time.Duration // for EventPaused
+}
+
+// Progress is a rollout's state at one moment, enough to render it.
+type Progress struct {
+	Rollout       Rollout
+	Stages        []Stage
+	Counts        Counts
+	StageDone     int // hosts of the current stage that ended
+	StageFailures int // failures counted toward the current stage's threshold
+	Recent        []HostResult
+}
+
+// StageInfo returns the stage the rollout is in.
+func (p Progress) StageInfo() Stage {
+	if p.Rollout.Stage < len(p.Stages) {
+		return p.Stages[p.Rollout.Stage]
+	}
+	return Stage{}
+}
+
+// maxRecent is how many of the latest failures a progress snapshot carries.
+const maxRecent = 10

@@ -1,0 +1,257 @@
+// Package rollout owns rolloutbot's domain: a staged rollout of one version to a
+// snapshot of the fleet, the per-host update state machine, and the small
+// interfaces it needs from the outside (a store, an inventory, a host updater and
+// a progress notifier). Other packages implement or drive these; this one imports
+// none of them.
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Host is one VPS of the inventory.
+type Host struct {
+	ID       string // the operator's name for it, unique
+	Address  string
+	Port     int
+	User     string // SSH user; empty means the runner's default
+	Label    string // free text, e.g. the customer
+	Disabled bool   // disabled hosts are left out of new rollouts
+}
+
+// Addr is host:port, the SSH dial address.
+func (h Host) Addr() string {
+	port := h.Port
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(h.Address, strconv.Itoa(port))
+}
+
+// Validate reports what is wrong with a host entry, naming the field.
+func (h Host) Validate() error {
+	switch {
+	case strings.TrimSpace(h.ID) == "":
+		return errors.New("host id is empty")
+	case strings.TrimSpace(h.Address) == "":
+		return fmt.Errorf("host %s: address is empty", h.ID)
+	case strings.ContainsAny(h.Address, " \t/"):
+		return fmt.Errorf("host %s: address %q is not a host name or IP", h.ID, h.Address)
+	case h.Port < 0 || h.Port > 65535:
+		return fmt.Errorf("host %s: port %d is out of range", h.ID, h.Port)
+	}
+	return nil
+}
+
+// Status is where one host is in its update.
+type Status string
+
+// Host statuses.
+const (
+	StatusPending    Status = "pending"
+	StatusUpdating   Status = "updating"
+	StatusSuccess    Status = "success"
+	StatusFailed     Status = "failed"      // needs attention: unreachable, or rollback did not restore health
+	StatusRolledBack Status = "rolled_back" // update or health failed, previous version restored and healthy
+	StatusSkipped    Status = "skipped"     // already ran the target version
+)
+
+// Done reports whether the host's update has ended.
+func (s Status) Done() bool {
+	return s == StatusSuccess || s == StatusFailed || s == StatusRolledBack || s == StatusSkipped
+}
+
+// Failure reports whether the status counts toward a stage's failure threshold.
+func (s Status) Failure() bool { return s == StatusFailed || s == StatusRolledBack }
+
+// Step is the part of a host's update that was running, recorded with a failure.
+type Step string
+
+// Steps of one host's update.
+const (
+	StepConnect  Step = "connect"
+	StepVersion  Step = "version"
+	StepUpdate   Step = "update"
+	StepHealth   Step = "health"
+	StepRollback Step = "rollback"
+)
+
+// State is where a rollout is: a running stage named by its percent, or how it ended.
+type State string
+
+// Terminal rollout states. Running states are StageState(percent).
+const (
+	StateCompleted State = "completed"
+	StateHalted    State = "halted"
+	StateFailed    State = "failed" // an internal error, not host failures
+)
+
+// StageState is the state of a rollout running the stage that ends at percent.
+func StageState(percent int) State { return State("stage_" + strconv.Itoa(percent)) }
+
+// Active reports whether the rollout is running one of its stages.
+func (s State) Active() bool { return strings.HasPrefix(string(s), "stage_") }
+
+// Source says where a request came from, for the audit log.
+type Source string
+
+// Request sources.
+const (
+	SourceSlack    Source = "slack"
+	SourceCLI      Source = "cli"
+	SourceSchedule Source = "schedule"
+)
+
+// Settings are the knobs of one rollout, recorded with it so a resume uses the same.
+type Settings struct {
+	Stages      []int         // cumulative percents, strictly increasing, ending at 100
+	Concurrency int           // hosts updated at once
+	Pause       time.Duration // between stages
+	Threshold   int           // percent of a stage's hosts that may fail; more halts the rollout
+}
+
+// DefaultSettings are the spec's defaults: 10/50/100 %, 5 at once, 10 s pause, 30 %.
+func DefaultSettings() Settings {
+	return Settings{Stages: []int{10, 50, 100}, Concurrency: 5, Pause: 10 * time.Second, Threshold: 30}
+}
+
+// Validate names the setting that is wrong.
+func (s Settings) Validate() error {
+	if len(s.Stages) == 0 {
+		return errors.New("stages: at least one stage is needed")
+	}
+	prev := 0
+	for _, p := range s.Stages {
+		if p <= prev || p > 100 {
+			return fmt.Errorf("stages: %v must be strictly increasing percents between 1 and 100", s.Stages)
+		}
+		prev = p
+	}
+	if prev != 100 {
+		return fmt.Errorf("stages: %v must end at 100", s.Stages)
+	}
+	if s.Concurrency < 1 || s.Concurrency > 10000 {
+		return fmt.Errorf("concurrency: %d must be between 1 and 10000", s.Concurrency)
+	}
+	if s.Pause < 0 {
+		return fmt.Errorf("pause: %s must not be negative", s.Pause)
+	}
+	if s.Threshold < 0 || s.Threshold > 100 {
+		return fmt.Errorf("threshold: %d must be a percent between 0 and 100", s.Threshold)
+	}
+	return nil
+}
+
+// Rollout is one staged rollout of a version to a snapshot of the fleet.
+type Rollout struct {
+	ID        int64
+	Version   string
+	State     State
+	Settings  Settings
+	Seed      int64 // the shuffle seed, so the host order can be reproduced
+	Hosts     int   // size of the snapshot
+	Stage     int   // index into Settings.Stages of the stage running or last run
+	// SegmentStart is the host index from which the current stage's threshold
+	// counts: the stage start, or the first pending host after a resume, so a
+	// resumed stage is not halted again by the failures that halted it.
+	SegmentStart int
+
+	StartedBy string // who asked for it: a Slack user ID, a CLI user, a schedule
+	Source    Source
+	Reason    string // why it halted or failed
+	HaltedBy  string
+
+	// HaltRequestedBy is set when a halt was asked for but the driver has not
+	// stopped yet; the driver polls it, so a halt reaches another process.
+	HaltRequestedBy string
+	HaltReason      string
+
+	Owner      string    // the process driving it
+	LeaseUntil time.Time // the owner must renew before this, or another may take over
+
+	// Channel and MessageTS locate the Slack status message, so a restarted bot
+	// edits the same message.
+	Channel   string
+	MessageTS string
+
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt time.Time
+}
+
+// StageList returns the rollout's stage boundaries.
+func (r *Rollout) StageList() []Stage { return Stages(r.Hosts, r.Settings.Stages) }
+
+// HostResult is one host's part of a rollout.
+type HostResult struct {
+	RolloutID   int64
+	Index       int // position in the shuffled snapshot; stages are index ranges
+	Host        Host
+	Status      Status
+	Step        Step // the step running, or the one that failed
+	PrevVersion string
+	NewVersion  string
+	Error       string
+	Output      string // tail of the failing command's output
+	StartedAt   time.Time
+	FinishedAt  time.Time
+}
+
+// AuditEntry records who did or tried what.
+type AuditEntry struct {
+	ID        int64
+	At        time.Time
+	Actor     string
+	Source    Source
+	Action    string // start, halt, resume, schedule.add, ...
+	RolloutID int64  // 0 when none
+	Allowed   bool
+	Detail    string
+}
+
+// Errors callers decide on.
+var (
+	ErrActive         = errors.New("a rollout is already running")
+	ErrNotFound       = errors.New("not found")
+	ErrLeaseLost      = errors.New("another process drives this rollout")
+	ErrInvalidVersion = errors.New("invalid version")
+	ErrNoHosts        = errors.New("the inventory has no active hosts")
+	ErrNotHalted      = errors.New("no halted rollout to resume")
+	ErrNotRunning     = errors.New("no rollout is running")
+	ErrConnLost       = errors.New("connection lost")
+)
+
+// ActiveError names the rollout that blocks another start.
+type ActiveError struct{ Rollout *Rollout }
+
+func (e *ActiveError) Error() string {
+	if e.Rollout == nil {
+		return ErrActive.Error()
+	}
+	return fmt.Sprintf("rollout #%d of %s is already running (%s, started by %s)",
+		e.Rollout.ID, e.Rollout.Version, e.Rollout.State, e.Rollout.StartedBy)
+}
+
+// Unwrap makes errors.Is(err, ErrActive) true.
+func (e *ActiveError) Unwrap() error { return ErrActive }
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// ValidateVersion refuses anything but a plain version string, before it goes
+// near a shell.
+func ValidateVersion(v string) error {
+	if !versionRE.MatchString(v) {
+		shown := v
+		if len(shown) > 40 {
+			shown = shown[:40] + "…"
+		}
+		return fmt.Errorf("%w %q: use letters, digits and . _ + - (starting with a letter or digit, at most 128)", ErrInvalidVersion, shown)
+	}
+	return nil
+}

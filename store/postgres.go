@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+type postgres struct {
+	pool *pgxpool.Pool
+}
+
+func openPostgres(ctx context.Context, dsn string) (*postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can quote the URL, password included.
+		return nil, errors.New("the URL does not parse as a PostgreSQL connection string")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnConfig.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return &postgres{pool: pool}, nil
+}
+
+func (p *postgres) kind() string { return "postgres" }
+func (p *postgres) close()       { p.pool.Close() }
+
+func (p *postgres) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := p.pool.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (p *postgres) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return p.pool.Query(ctx, q, args...)
+}
+
+func (p *postgres) queryRow(ctx context.Context, q string, args ...any) row {
+	return pgRow{p.pool.QueryRow(ctx, q, args...)}
+}
+
+func (p *postgres) begin(ctx context.Context) (tx, error) {
+	t, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pgTx{t}, nil
+}
+
+func (p *postgres) isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func (p *postgres) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts []rollout.Host) error {
+	rows := make([][]any, len(hosts))
+	for i, h := range hosts {
+		rows[i] = []any{id, i, h.ID, h.Address, portOrDefault(h.Port), h.User, h.Label, string(rollout.StatusPending)}
+	}
+	_, err := t.(pgTx).t.CopyFrom(ctx, pgx.Identifier{"rollout_hosts"},
+		[]string{"rollout_id", "idx", "host_id", "address", "port", "ssh_user", "label", "status"},
+		pgx.CopyFromRows(rows))
+	return err
+}
+
+// saveResults sends every update in one round trip. A batch runs as one
+// implicit transaction; its first statement locks the rollout row against a
+// takeover, so either all results are written under this owner or none are.
+func (p *postgres) saveResults(ctx context.Context, owner string, results []rollout.HostResult) (bool, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT owner FROM rollouts WHERE id = $1 FOR SHARE`, results[0].RolloutID)
+	for _, hr := range results {
+		b.Queue(updateResultSQL+` AND EXISTS (SELECT 1 FROM rollouts WHERE id = $1 AND owner = $11)`,
+			append(resultArgs(hr), owner)...)
+	}
+	br := p.pool.SendBatch(ctx, b)
+	var cur string
+	err := br.QueryRow().Scan(&cur)
+	for range results {
+		if err != nil {
+			break
+		}
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	return cur == owner, nil
+}
+
+type pgRow struct{ r pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error {
+	err := r.r.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rollout.ErrNotFound
+	}
+	return err
+}
+
+type pgTx struct{ t pgx.Tx }
+
+func (t pgTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := t.t.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (t pgTx) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return t.t.Query(ctx, q, args...)
+}
+
+func (t pgTx) queryRow(ctx context.Context, q string, args ...any) row {
+	return pgRow{t.t.QueryRow(ctx, q, args...)}
+}
+
+func (t pgTx) commit(ctx context.Context) error { return t.t.Commit(ctx) }
+func (t pgTx) rollback(ctx context.Context)     { _ = t.t.Rollback(context.WithoutCancel(ctx)) }

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// sqliteDB is the embedded store: one file, WAL mode so readers never wait
+// for the writer, write transactions taken up front (BEGIN IMMEDIATE) so two
+// processes on one file queue on the busy timeout instead of deadlocking.
+type sqliteDB struct {
+	db *sql.DB
+}
+
+func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
+	if path == "" {
+		return nil, errors.New("no file name")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, err
+		}
+	}
+	q := url.Values{}
+	q.Set("_txlock", "immediate")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_time_integer_format", "unix_micro")
+	q.Set("_inttotime", "1")
+	db, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &sqliteDB{db: db}, nil
+}
+
+func (s *sqliteDB) kind() string { return "sqlite" }
+func (s *sqliteDB) close()       { s.db.Close() }
+
+func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqlExec(s.db.ExecContext(ctx, q, args...))
+}
+
+func (s *sqliteDB) query(ctx context.Context, q string, args ...any) (rows, error) {
+	rs, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) row {
+	return sqlRow{s.db.QueryRowContext(ctx, q, args...)}
+}
+
+func (s *sqliteDB) begin(ctx context.Context) (tx, error) {
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return sqlTx{t}, nil
+}
+
+func (s *sqliteDB) isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+func (s *sqliteDB) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts []rollout.Host) error {
+	st, err := t.(sqlTx).t.PrepareContext(ctx, `INSERT INTO rollout_hosts
+		(rollout_id, idx, host_id, address, port, ssh_user, label, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i, h := range hosts {
+		if _, err := st.ExecContext(ctx, id, i, h.ID, h.Address, portOrDefault(h.Port), h.User, h.Label,
+			string(rollout.StatusPending)); err != nil {
+			return fmt.Errorf("host %s: %w", h.ID, err)
+		}
+	}
+	return nil
+}
+
+// saveResults writes the batch in one immediate transaction, which excludes
+// any concurrent takeover for its duration.
+func (s *sqliteDB) saveResults(ctx context.Context, owner string, results []rollout.HostResult) (bool, error) {
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer t.Rollback()
+	var cur string
+	if err := t.QueryRowContext(ctx, `SELECT owner FROM rollouts WHERE id = $1`, results[0].RolloutID).Scan(&cur); err != nil {
+		return false, err
+	}
+	if cur != owner {
+		return false, nil
+	}
+	st, err := t.PrepareContext(ctx, updateResultSQL)
+	if err != nil {
+		return false, err
+	}
+	defer st.Close()
+	for _, hr := range results {
+		if _, err := st.ExecContext(ctx, resultArgs(hr)...); err != nil {
+			return false, err
+		}
+	}
+	return true, t.Commit()
+}
+
+func sqlExec(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
+
+type sqlRow struct{ r *sql.Row }
+
+func (r sqlRow) Scan(dest ...any) error {
+	err := r.r.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rollout.ErrNotFound
+	}
+	return err
+}
+
+type sqlTx struct{ t *sql.Tx }
+
+func (t sqlTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return sqlExec(t.t.ExecContext(ctx, q, args...))
+}
+
+func (t sqlTx) query(ctx context.Context, q string, args ...any) (rows, error) {
+	rs, err := t.t.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) row {
+	return sqlRow{t.t.QueryRowContext(ctx, q, args...)}
+}
+
+func (t sqlTx) commit(context.Context) error { return t.t.Commit() }
+func (t sqlTx) rollback(context.Context)     { _ = t.t.Rollback() }

@@ -1,0 +1,173 @@
+// Package store keeps rolloutbot's state: the inventory, rollouts and their
+// per-host results, pinned host keys, schedules and the audit log. It runs on
+// PostgreSQL (through pgx) for production and on an embedded SQLite file (a
+// pure-Go driver, no cgo) when no DATABASE_URL is given. Both run the same SQL
+// and pass the same contract tests; only this package imports a database driver.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// DB is the store on either backend.
+type DB struct {
+	b   backend
+	log *slog.Logger
+}
+
+var _ rollout.Store = (*DB)(nil)
+var _ rollout.Inventory = (*DB)(nil)
+
+// backend is what differs between PostgreSQL and SQLite.
+type backend interface {
+	querier
+	begin(ctx context.Context) (tx, error)
+	close()
+	kind() string
+	isUniqueViolation(err error) bool
+	// insertRolloutHosts writes a new rollout's host snapshot.
+	insertRolloutHosts(ctx context.Context, t tx, rolloutID int64, hosts []rollout.Host) error
+	// saveResults writes host results, only while owner holds the rollout,
+	// and reports whether it did.
+	saveResults(ctx context.Context, owner string, results []rollout.HostResult) (bool, error)
+}
+
+type querier interface {
+	exec(ctx context.Context, query string, args ...any) (int64, error)
+	query(ctx context.Context, query string, args ...any) (rows, error)
+	queryRow(ctx context.Context, query string, args ...any) row
+}
+
+type tx interface {
+	querier
+	commit(ctx context.Context) error
+	rollback(ctx context.Context)
+}
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// row scans one row; Scan returns rollout.ErrNotFound when there was none.
+type row interface {
+	Scan(dest ...any) error
+}
+
+// Open connects to the store dsn names and applies pending migrations:
+// postgres:// or postgresql:// for PostgreSQL, sqlite:PATH (or a bare path)
+// for the embedded store. Errors name the store without its password.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var b backend
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		b, err = openPostgres(ctx, dsn)
+	case dsn == "":
+		return nil, errors.New("open store: no database given")
+	default:
+		b, err = openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
+	}
+	db := &DB{b: b, log: log}
+	if err := db.Migrate(ctx); err != nil {
+		b.close()
+		return nil, fmt.Errorf("migrate store %s: %w", Redact(dsn), err)
+	}
+	return db, nil
+}
+
+// Redact returns dsn with any password replaced, for messages and logs.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		if err != nil && strings.Contains(dsn, "@") {
+			return "(unparsable database URL)"
+		}
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Close releases the connections.
+func (db *DB) Close() { db.b.close() }
+
+// Kind is "postgres" or "sqlite".
+func (db *DB) Kind() string { return db.b.kind() }
+
+// Ping checks that the store answers, for /healthz.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.b.queryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// withTx runs f in a transaction, committing when it returns nil.
+func (db *DB) withTx(ctx context.Context, f func(tx) error) error {
+	t, err := db.b.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := f(t); err != nil {
+		t.rollback(ctx)
+		return err
+	}
+	if err := t.commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// nullTime maps the zero time to NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
+func timeOf(nt sql.NullTime) time.Time {
+	if !nt.Valid {
+		return time.Time{}
+	}
+	return nt.Time
+}
+
+func formatStages(ps []int) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseStages(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("stages %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
