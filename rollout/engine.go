@@ -25,6 +25,9 @@ type Config struct {
 	Clock     Clock        // nil: real time
 	Seed      func() int64 // shuffle seeds; nil: random
 	Owner     string       // this process's name in leases; empty: host-pid-random
+	// Latest answers the version to roll out when a request names none; nil
+	// means a version is always required.
+	Latest func(context.Context) (string, error)
 
 	Defaults       Settings      // for rollouts that do not say otherwise
 	HealthTimeout  time.Duration // how long a host may take to pass its health check (default 60s)
@@ -81,7 +84,8 @@ func (e *Engine) Defaults() Settings { return e.cfg.Defaults }
 
 // Plan lays out a rollout of version over today's inventory without starting it.
 func (e *Engine) Plan(ctx context.Context, version string, s *Settings) (Plan, error) {
-	if err := ValidateVersion(version); err != nil {
+	version, err := e.version(ctx, version)
+	if err != nil {
 		return Plan{}, err
 	}
 	hosts, err := e.cfg.Inventory.ActiveHosts(ctx)
@@ -110,7 +114,7 @@ type StartRequest struct {
 // the rollout, leased to this engine. It does not drive it: call Run, or let
 // Serve pick it up. A running rollout makes it fail with an *ActiveError.
 func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) {
-	r, err := e.start(ctx, req)
+	r, err := e.start(ctx, &req)
 	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "start", Allowed: err == nil, Detail: req.Version}
 	if err != nil {
 		entry.Detail = fmt.Sprintf("%s refused: %v", req.Version, err)
@@ -120,7 +124,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) 
 	} else {
 		entry.RolloutID = r.ID
 	}
-	e.audit(ctx, entry)
+	e.Audit(ctx, entry)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +134,27 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) 
 	return r, nil
 }
 
-func (e *Engine) start(ctx context.Context, req StartRequest) (*Rollout, error) {
-	if err := ValidateVersion(req.Version); err != nil {
+// ErrNoVersion means a start named no version and there is no way to find the latest.
+var ErrNoVersion = errors.New("no version given")
+
+// version returns v, or the latest version when v is empty, validated.
+func (e *Engine) version(ctx context.Context, v string) (string, error) {
+	if v == "" {
+		if e.cfg.Latest == nil {
+			return "", ErrNoVersion
+		}
+		latest, err := e.cfg.Latest(ctx)
+		if err != nil {
+			return "", fmt.Errorf("find the latest version: %w", err)
+		}
+		v = latest
+	}
+	return v, ValidateVersion(v)
+}
+
+func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error) {
+	var err error
+	if req.Version, err = e.version(ctx, req.Version); err != nil {
 		return nil, err
 	}
 	s := e.settings(req.Settings)
@@ -210,7 +233,7 @@ func (e *Engine) Halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	if err != nil {
 		entry.Detail = fmt.Sprintf("refused: %v", err)
 	}
-	e.audit(ctx, entry)
+	e.Audit(ctx, entry)
 	return r, err
 }
 
@@ -278,7 +301,7 @@ func (e *Engine) Resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	if err != nil {
 		entry.Detail = fmt.Sprintf("refused: %v", err)
 	}
-	e.audit(ctx, entry)
+	e.Audit(ctx, entry)
 	if err == nil {
 		e.log.InfoContext(ctx, "rollout resumed", "rollout_id", r.ID, "actor", req.Actor, "stage", r.State)
 		e.Kick()
@@ -304,15 +327,27 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	if err != nil {
 		return r, fmt.Errorf("read hosts of rollout #%d: %w", r.ID, err)
 	}
+	// Continue in the stage it stopped in from its first pending host; when
+	// that stage is done (halted in the pause after it), go straight on to
+	// the next stage: resuming is the operator saying "go on now".
 	stages := r.StageList()
-	st := stages[r.Stage]
-	r.SegmentStart = st.End
-	for i := st.Start; i < st.End; i++ {
+	st, next := stages[r.Stage], -1
+	for i := st.Start; i < st.End && next < 0; i++ {
 		if !results[i].Status.Done() {
-			r.SegmentStart = i
-			break
+			next = i
 		}
 	}
+	for next < 0 && r.Stage+1 < len(stages) {
+		r.Stage++
+		st = stages[r.Stage]
+		if st.Size() > 0 {
+			next = st.Start
+		}
+	}
+	if next < 0 {
+		next = st.End
+	}
+	r.SegmentStart = next
 	r.State = StageState(st.Percent)
 	r.Owner = e.cfg.Owner
 	r.LeaseUntil = time.Now().Add(e.cfg.LeaseTTL)
@@ -410,7 +445,8 @@ func (e *Engine) Run(ctx context.Context, id int64) (*Rollout, error) {
 	return ru.drive(ctx)
 }
 
-func (e *Engine) audit(ctx context.Context, entry AuditEntry) {
+// Audit records an entry in the audit log, logging when it cannot.
+func (e *Engine) Audit(ctx context.Context, entry AuditEntry) {
 	entry.At = e.clock.Now()
 	if err := e.cfg.Store.Audit(context.WithoutCancel(ctx), entry); err != nil {
 		e.log.ErrorContext(ctx, "write audit entry", "action", entry.Action, "actor", entry.Actor, "err", err)

@@ -11,7 +11,8 @@ type Counts struct {
 	Pending, Updating, Success, Failed, RolledBack, Skipped int
 }
 
-func (c *Counts) add(s Status, d int) {
+// Add counts d more hosts in status s.
+func (c *Counts) Add(s Status, d int) {
 	switch s {
 	case StatusPending:
 		c.Pending += d
@@ -38,7 +39,7 @@ func (c Counts) Total() int { return c.Pending + c.Updating + c.Done() }
 func CountResults(rs []HostResult) Counts {
 	var c Counts
 	for _, r := range rs {
-		c.add(r.Status, 1)
+		c.Add(r.Status, 1)
 	}
 	return c
 }
@@ -95,6 +96,7 @@ type EventKind string
 // Event kinds, in the order a rollout produces them.
 const (
 	EventStarted      EventKind = "started" // a driver took the rollout up (new, resumed or taken over)
+	EventHalting      EventKind = "halting" // a halt was asked for; hosts in flight are finishing
 	EventStageStarted EventKind = "stage_started"
 	EventHostStarted  EventKind = "host_started"
 	EventHostDone     EventKind = "host_done" // after the result is persisted

@@ -150,13 +150,13 @@ func (s Settings) Validate() error {
 
 // Rollout is one staged rollout of a version to a snapshot of the fleet.
 type Rollout struct {
-	ID        int64
-	Version   string
-	State     State
-	Settings  Settings
-	Seed      int64 // the shuffle seed, so the host order can be reproduced
-	Hosts     int   // size of the snapshot
-	Stage     int   // index into Settings.Stages of the stage running or last run
+	ID       int64
+	Version  string
+	State    State
+	Settings Settings
+	Seed     int64 // the shuffle seed, so the host order can be reproduced
+	Hosts    int   // size of the snapshot
+	Stage    int   // index into Settings.Stages of the stage running or last run
 	// SegmentStart is the host index from which the current stage's threshold
 	// counts: the stage start, or the first pending host after a resume, so a
 	// resumed stage is not halted again by the failures that halted it.

@@ -55,7 +55,9 @@ func (ru *run) requestHalt(by, reason string) {
 		return
 	}
 	ru.halted, ru.haltBy, ru.haltReason = true, by, reason
+	ru.r.HaltRequestedBy, ru.r.HaltReason = by, reason
 	close(ru.haltCh)
+	ru.emit(EventHalting, nil, ru.stages[ru.r.Stage], 0)
 }
 
 func (ru *run) drive(ctx context.Context) (*Rollout, error) {
@@ -209,8 +211,8 @@ func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 				i := todo[next]
 				next++
 				hr := ru.results[i]
-				ru.counts.add(StatusPending, -1)
-				ru.counts.add(StatusUpdating, 1)
+				ru.counts.Add(StatusPending, -1)
+				ru.counts.Add(StatusUpdating, 1)
 				ru.emit(EventHostStarted, &hr, st, 0)
 				ru.mu.Unlock()
 
@@ -230,9 +232,9 @@ func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 func (ru *run) record(st Stage, before, res HostResult, err error) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	ru.counts.add(StatusUpdating, -1)
+	ru.counts.Add(StatusUpdating, -1)
 	if err != nil {
-		ru.counts.add(StatusPending, 1)
+		ru.counts.Add(StatusPending, 1)
 		if errors.Is(err, ErrLeaseLost) && ru.fatal == nil {
 			ru.fatal = err
 		}
@@ -241,7 +243,7 @@ func (ru *run) record(st Stage, before, res HostResult, err error) {
 		return
 	}
 	ru.results[res.Index] = res
-	ru.counts.add(res.Status, 1)
+	ru.counts.Add(res.Status, 1)
 	ru.stageDone++
 	if res.Status.Failure() {
 		ru.recent = appendRecent(ru.recent, res)
@@ -278,7 +280,7 @@ func (ru *run) finish(ctx context.Context, state State, by, reason string) (*Rol
 		return ru.stopped(ctx, err)
 	}
 	if state == StateHalted && by == "rolloutbot" {
-		ru.e.audit(ctx, AuditEntry{Actor: "rolloutbot", Source: r.Source, Action: "auto-halt", RolloutID: r.ID, Allowed: true, Detail: reason})
+		ru.e.Audit(ctx, AuditEntry{Actor: "rolloutbot", Source: r.Source, Action: "auto-halt", RolloutID: r.ID, Allowed: true, Detail: reason})
 	}
 	ru.release()
 	ru.e.log.InfoContext(ctx, "rollout ended", "rollout_id", r.ID, "state", state, "reason", reason, "hosts", ru.counts.String())

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/config"
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/sshrunner"
+	"github.com/rolloutbot/rolloutbot/store"
+)
+
+// loadConfig reads the configuration file named by the flag, the
+// environment, or ./rolloutbot.yaml when it exists.
+func (m *Main) loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		path = m.Getenv("ROLLOUTBOT_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat("rolloutbot.yaml"); err == nil {
+			path = "rolloutbot.yaml"
+		}
+	}
+	return config.Load(path, m.Getenv)
+}
+
+func (m *Main) logger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(m.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(m.Stderr, opts))
+}
+
+// app is the wired program: store, inventory, SSH runner and engine.
+type app struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	db     *store.DB
+	inv    rollout.Inventory
+	runner *sshrunner.Runner
+	engine *rollout.Engine
+}
+
+// openStore opens the configured store, applying migrations.
+func (m *Main) openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.DB, error) {
+	dsn := cfg.Store()
+	db, err := store.Open(ctx, dsn, log)
+	if err != nil {
+		if cfg.DatabaseURL != "" {
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		return nil, err
+	}
+	return db, nil
+}
+
+func inventory(cfg *config.Config, db *store.DB) rollout.Inventory {
+	switch cfg.Inventory.Source {
+	case "file":
+		return config.FileInventory{Path: cfg.Inventory.File}
+	case "sql":
+		return store.QueryInventory{URL: cfg.Inventory.SQLDatabaseURL, Query: cfg.Inventory.SQL}
+	}
+	return db
+}
+
+// open wires everything a rollout needs.
+func (m *Main) open(ctx context.Context, cfg *config.Config, notifier rollout.Notifier) (*app, error) {
+	log := m.logger(cfg)
+	db, err := m.openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	runner, err := sshrunner.New(cfg.Runner(), db, log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, db: db, inv: inventory(cfg, db), runner: runner}
+	a.engine = rollout.New(rollout.Config{
+		Store: db, Inventory: a.inv, Updater: runner, Notifier: notifier, Logger: log,
+		Defaults: cfg.Settings(), HealthTimeout: cfg.Rollout.HealthTimeout, HealthInterval: cfg.Rollout.HealthInterval,
+		LeaseTTL: cfg.Rollout.LeaseTTL, Grace: cfg.Rollout.Grace, Latest: latestVersion(cfg.Rollout.LatestVersionCommand),
+	})
+	return a, nil
+}
+
+func (a *app) Close() {
+	a.runner.Close()
+	a.db.Close()
+}
+
+// actor names the person at the terminal, for the audit log.
+func actor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if s := strings.TrimSpace(os.Getenv("USER")); s != "" {
+		return s
+	}
+	return "cli"
+}
+
+// latestVersion runs the configured command that prints the latest version,
+// or returns nil when none is configured. Its answer is validated like any
+// version before it is used.
+func latestVersion(command string) func(context.Context) (string, error) {
+	if command == "" {
+		return nil
+	}
+	return func(ctx context.Context) (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "/bin/sh", "-c", command).Output()
+		if err != nil {
+			return "", fmt.Errorf("rollout.latest_version_command: %w", err)
+		}
+		v, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return strings.TrimSpace(v), nil
+	}
+}

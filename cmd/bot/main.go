@@ -1,0 +1,126 @@
+// Command rolloutbot is a Slack chat-ops bot that rolls a version out to a
+// fleet of VPSs over SSH in stages, and the terminal tool around it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rolloutbot/rolloutbot/console"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, TTY: console.IsTerminal(os.Stdout)}
+	err := m.Run(ctx, os.Args[1:])
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case errors.Is(err, errNotCompleted):
+		os.Exit(3)
+	default:
+		fmt.Fprintln(os.Stderr, "rolloutbot:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the program, startable from tests as well as from main.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	TTY            bool // Stdout is a terminal: draw progress in place
+}
+
+var (
+	errUsage        = errors.New("usage")
+	errNotCompleted = errors.New("rollout did not complete")
+)
+
+const usage = `rolloutbot — staged rollouts to a fleet of VPSs over SSH, driven from Slack
+
+usage: rolloutbot COMMAND [flags]
+
+  serve                  run the Slack bot, the scheduler and the ops HTTP endpoints
+  demo                   a rollout against a simulated fleet on this machine (no Slack, no setup)
+  rollout start VERSION  start a rollout from the terminal and follow it (break-glass when Slack is down)
+  rollout plan VERSION   show the stages and the failures that would halt each
+  rollout status         the current or last rollout (--failed, --host HOST, --id N)
+  rollout halt [REASON]  halt the running rollout
+  rollout resume         continue a halted rollout, or one whose driver died
+  rollout history        the last rollouts
+  hosts import FILE      add or replace hosts from a CSV or YAML file (all or nothing)
+  hosts list|add|remove|disable|enable|unpin
+  migrate                apply the store's migrations
+  config check           validate the configuration
+  simulate               serve a simulated SSH fleet on loopback, for manual tries and benchmarks
+
+Every command takes --config FILE (default: $ROLLOUTBOT_CONFIG, else ./rolloutbot.yaml if present).
+Secrets come from the environment, each also as NAME_FILE: DATABASE_URL, SLACK_BOT_TOKEN,
+SLACK_APP_TOKEN, SSH_KEY_PASSPHRASE, INVENTORY_DATABASE_URL.
+`
+
+// Run runs one command line.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return m.serve(ctx, rest)
+	case "demo":
+		return m.demo(ctx, rest)
+	case "rollout":
+		return m.rolloutCmd(ctx, rest)
+	case "hosts":
+		return m.hostsCmd(ctx, rest)
+	case "migrate":
+		return m.migrate(ctx, rest)
+	case "config":
+		return m.configCmd(ctx, rest)
+	case "simulate":
+		return m.simulate(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(m.Stderr, "rolloutbot: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}
+
+// flags makes a flag set whose errors go to Stderr and that knows --config.
+func (m *Main) flags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("rolloutbot "+name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	cfg := fs.String("config", "", "configuration file (default $ROLLOUTBOT_CONFIG, else ./rolloutbot.yaml if present)")
+	return fs, cfg
+}
+
+// parse parses args, allowing flags after positional arguments too.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

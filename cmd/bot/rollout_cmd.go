@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/console"
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/store"
+)
+
+func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|history [flags]\n")
+		return errUsage
+	}
+	switch args[0] {
+	case "start":
+		return m.rolloutStart(ctx, args[1:])
+	case "plan":
+		return m.rolloutPlan(ctx, args[1:])
+	case "status":
+		return m.rolloutStatus(ctx, args[1:])
+	case "halt":
+		return m.rolloutHalt(ctx, args[1:])
+	case "resume":
+		return m.rolloutResume(ctx, args[1:])
+	case "history":
+		return m.rolloutHistory(ctx, args[1:])
+	}
+	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, history)\n", args[0])
+	return errUsage
+}
+
+// settingsFlags are the per-rollout overrides of start and plan.
+type settingsFlags struct {
+	version     *string
+	stages      *string
+	concurrency *int
+	pause       *time.Duration
+	threshold   *int
+}
+
+func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
+	return settingsFlags{
+		version:     fs.String("version", "", "version to roll out (or give it as the first argument)"),
+		stages:      fs.String("stages", "", "cumulative stage percents, e.g. 10,50,100 (default from config)"),
+		concurrency: fs.Int("concurrency", 0, "hosts updated at once (default from config)"),
+		pause:       fs.Duration("pause", -1, "pause between stages (default from config)"),
+		threshold:   fs.Int("threshold", -1, "halt when more than this percent of a stage fails (default from config)"),
+	}
+}
+
+func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.Settings, error) {
+	version := *f.version
+	if version == "" && len(pos) > 0 {
+		version = pos[0]
+	}
+	if *f.stages != "" {
+		s.Stages = nil
+		for _, p := range strings.Split(*f.stages, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil {
+				return "", s, fmt.Errorf("--stages: %q is not a list of percents", *f.stages)
+			}
+			s.Stages = append(s.Stages, n)
+		}
+	}
+	if *f.concurrency > 0 {
+		s.Concurrency = *f.concurrency
+	}
+	if *f.pause >= 0 {
+		s.Pause = *f.pause
+	}
+	if *f.threshold >= 0 {
+		s.Threshold = *f.threshold
+	}
+	if err := s.Validate(); err != nil {
+		return "", s, fmt.Errorf("--%w", err)
+	}
+	return version, s, nil
+}
+
+func (m *Main) rolloutStart(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout start")
+	sf := addSettingsFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	version, s, err := sf.apply(cfg.Settings(), pos)
+	if err != nil {
+		return err
+	}
+	progress := console.NewProgress(m.Stdout, m.TTY)
+	a, err := m.open(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.engine.Start(ctx, rollout.StartRequest{Version: version, Actor: actor(), Source: rollout.SourceCLI, Settings: &s})
+	if err != nil {
+		return err
+	}
+	return m.follow(ctx, a, progress, r.ID)
+}
+
+// follow drives a rollout in this process until it ends, or until the user
+// interrupts: then hosts in flight finish and the rollout stays active for
+// `rollout resume` (or a running bot) to continue.
+func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, id int64) error {
+	final, err := a.engine.Run(ctx, id)
+	progress.Finish()
+	if ctx.Err() != nil {
+		fmt.Fprintf(m.Stdout, "stopped following rollout #%d after the hosts in flight finished; it is still active: "+
+			"`rolloutbot rollout resume` continues it, `rolloutbot rollout halt` stops it\n", id)
+		return errNotCompleted
+	}
+	if err != nil {
+		return err
+	}
+	results, err := a.db.HostResults(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(m.Stdout)
+	console.WriteStatus(m.Stdout, final, results, 20)
+	if final.State != rollout.StateCompleted {
+		return errNotCompleted
+	}
+	return nil
+}
+
+func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout plan")
+	sf := addSettingsFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := m.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	version, s, err := sf.apply(cfg.Settings(), pos)
+	if err != nil {
+		return err
+	}
+	a, err := m.open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	p, err := a.engine.Plan(ctx, version, &s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(m.Stdout, p.String())
+	return nil
+}
+
+// storeOnly opens just the store, for commands that only read it.
+func (m *Main) storeOnly(ctx context.Context, cfgPath string) (*store.DB, error) {
+	cfg, err := m.loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return m.openStore(ctx, cfg, m.logger(cfg))
+}
+
+// currentOrLast returns rollout id, or the running one, or the last one.
+func currentOrLast(ctx context.Context, db *store.DB, id int64) (*rollout.Rollout, error) {
+	if id != 0 {
+		r, err := db.Rollout(ctx, id)
+		if errors.Is(err, rollout.ErrNotFound) {
+			return nil, fmt.Errorf("there is no rollout #%d", id)
+		}
+		return r, err
+	}
+	rs, err := db.Rollouts(ctx, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return nil, errors.New("no rollouts yet")
+	}
+	return rs[0], nil
+}
+
+func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout status")
+	id := fs.Int64("id", 0, "rollout number (default: the current or last one)")
+	failed := fs.Bool("failed", false, "list every failed and rolled-back host")
+	host := fs.String("host", "", "show one host's update in detail (id or address)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 && *host == "" {
+		*host = pos[0]
+	}
+	db, err := m.storeOnly(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	r, err := currentOrLast(ctx, db, *id)
+	if err != nil {
+		return err
+	}
+	if *host != "" {
+		hr, err := db.FindHostResult(ctx, r.ID, *host)
+		if errors.Is(err, rollout.ErrNotFound) {
+			return fmt.Errorf("host %s is not part of rollout #%d", *host, r.ID)
+		} else if err != nil {
+			return err
+		}
+		console.WriteHost(m.Stdout, hr)
+		return nil
+	}
+	results, err := db.HostResults(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	limit := 10
+	if *failed {
+		limit = 0
+	}
+	console.WriteStatus(m.Stdout, r, results, limit)
+	return nil
+}
+
+func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout halt")
+	reason := fs.String("reason", "", "why, for the audit log and the channel")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *reason == "" {
+		*reason = strings.Join(pos, " ")
+	}
+	cfg, err := m.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	a, err := m.open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.engine.Halt(ctx, rollout.HaltRequest{Actor: actor(), Source: rollout.SourceCLI, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	if r.State == rollout.StateHalted {
+		fmt.Fprintf(m.Stdout, "rollout #%d halted (nothing was driving it)\n", r.ID)
+	} else {
+		fmt.Fprintf(m.Stdout, "halt requested for rollout #%d: no new host starts; hosts in flight finish, then it is halted\n", r.ID)
+	}
+	return nil
+}
+
+func (m *Main) rolloutResume(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout resume")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := m.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	progress := console.NewProgress(m.Stdout, m.TTY)
+	a, err := m.open(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.db.ActiveRollout(ctx)
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		// Nothing running: resume the halted one.
+		if r, err = a.engine.Resume(ctx, rollout.ResumeRequest{Actor: actor(), Source: rollout.SourceCLI}); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		// Running, maybe without a driver (a crash): wait out its lease.
+		if err := m.awaitLease(ctx, a, r); err != nil {
+			return err
+		}
+		a.engine.Audit(ctx, rollout.AuditEntry{Actor: actor(), Source: rollout.SourceCLI, Action: "resume", RolloutID: r.ID,
+			Allowed: true, Detail: "took over an active rollout"})
+	}
+	return m.follow(ctx, a, progress, r.ID)
+}
+
+// awaitLease waits until rollout r can be claimed here: at once when nobody
+// holds it, after its lease runs out when its driver died. A lease renewed
+// while we wait means its driver is alive, and then this gives up.
+func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error {
+	seen, told := r.LeaseUntil, false
+	for {
+		_, err := a.db.ClaimRollout(ctx, r.ID, a.engine.Owner(), time.Now(), a.cfg.Rollout.LeaseTTL)
+		if !errors.Is(err, rollout.ErrLeaseLost) {
+			return err
+		}
+		cur, err := a.db.Rollout(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		if told && cur.LeaseUntil.After(seen) {
+			return fmt.Errorf("rollout #%d is being driven by %s (it renews its lease); halt it or let it run", r.ID, cur.Owner)
+		}
+		if !told {
+			fmt.Fprintf(m.Stdout, "rollout #%d is leased by %s until %s; waiting in case its driver died\n",
+				r.ID, cur.Owner, cur.LeaseUntil.Local().Format(time.TimeOnly))
+			told = true
+		}
+		seen = cur.LeaseUntil
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(cur.LeaseUntil) + 50*time.Millisecond):
+		}
+	}
+}
+
+func (m *Main) rolloutHistory(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout history")
+	limit := fs.Int("limit", 10, "how many rollouts")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		if *limit, err = strconv.Atoi(pos[0]); err != nil || *limit < 1 {
+			return fmt.Errorf("%w: history takes a number of rollouts, not %q", errUsage, pos[0])
+		}
+	}
+	db, err := m.storeOnly(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rs, err := db.Rollouts(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	counts := map[int64]rollout.Counts{}
+	for _, r := range rs {
+		if counts[r.ID], err = db.Counts(ctx, r.ID); err != nil {
+			return err
+		}
+	}
+	console.WriteHistory(m.Stdout, rs, counts)
+	return nil
+}

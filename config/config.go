@@ -1,0 +1,343 @@
+// Package config reads rolloutbot's configuration: one YAML file for the
+// settings, environment variables for the secrets (each also as NAME_FILE, the
+// path of a file holding it). It is parsed once, validated with errors that
+// name the setting, and passed down as a struct.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/sshrunner"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// DatabaseURL is PostgreSQL (postgres://…) for production; empty means an
+	// embedded SQLite file in StateDir. From DATABASE_URL.
+	DatabaseURL string `yaml:"-"`
+	StateDir    string `yaml:"state_dir"`
+
+	Log       Log        `yaml:"log"`
+	Rollout   Rollout    `yaml:"rollout"`
+	SSH       SSH        `yaml:"ssh"`
+	Recipe    Recipe     `yaml:"recipe"`
+	Inventory Inventory  `yaml:"inventory"`
+	Slack     Slack      `yaml:"slack"`
+	HTTP      HTTP       `yaml:"http"`
+	Schedules []Schedule `yaml:"schedules"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// Rollout holds the defaults of new rollouts and the engine's timings.
+type Rollout struct {
+	Stages         []int         `yaml:"stages"`
+	Concurrency    int           `yaml:"concurrency"`
+	Pause          time.Duration `yaml:"pause"`
+	Threshold      *int          `yaml:"threshold"`
+	HealthTimeout  time.Duration `yaml:"health_timeout"`
+	HealthInterval time.Duration `yaml:"health_interval"`
+	LeaseTTL       time.Duration `yaml:"lease_ttl"`
+	Grace          time.Duration `yaml:"shutdown_grace"`
+	// LatestVersionCommand prints the version to roll out when a start or a
+	// schedule names none (run locally, output validated like any version).
+	LatestVersionCommand string `yaml:"latest_version_command"`
+}
+
+// SSH configures connections to the hosts.
+type SSH struct {
+	User            string        `yaml:"user"`
+	KeyFile         string        `yaml:"key_file"`
+	KeyPassphrase   string        `yaml:"-"` // SSH_KEY_PASSPHRASE
+	Agent           bool          `yaml:"agent"`
+	KnownHosts      string        `yaml:"known_hosts"`
+	TrustOnFirstUse bool          `yaml:"trust_on_first_use"`
+	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	CommandTimeout  time.Duration `yaml:"command_timeout"`
+	KeepAlive       time.Duration `yaml:"keepalive"`
+}
+
+// Recipe is the update procedure run on every host.
+type Recipe struct {
+	Version  string `yaml:"version"`
+	Update   string `yaml:"update"`
+	Health   string `yaml:"health"`
+	Rollback string `yaml:"rollback"`
+}
+
+// Inventory says where the host list comes from.
+type Inventory struct {
+	// Source is "store" (hosts managed with `rolloutbot hosts …`), "file"
+	// (File, read at each rollout start) or "sql" (a read-only query against
+	// the operator's own application database).
+	Source string `yaml:"source"`
+	File   string `yaml:"file"`
+	// SQL is the query; it returns id, address, port, user, label.
+	SQL string `yaml:"sql"`
+	// SQLDatabaseURL is the application database, from INVENTORY_DATABASE_URL.
+	SQLDatabaseURL string `yaml:"-"`
+}
+
+// Slack configures the bot.
+type Slack struct {
+	APIURL          string        `yaml:"api_url"`
+	Channel         string        `yaml:"channel"`
+	Admins          []string      `yaml:"admins"`
+	AdminGroups     []string      `yaml:"admin_groups"`
+	WorkspaceAdmins bool          `yaml:"workspace_admins"`
+	EditInterval    time.Duration `yaml:"edit_interval"`
+	BotToken        string        `yaml:"-"` // SLACK_BOT_TOKEN
+	AppToken        string        `yaml:"-"` // SLACK_APP_TOKEN
+}
+
+// HTTP configures the ops endpoints (/healthz, /metrics).
+type HTTP struct {
+	Addr string `yaml:"addr"`
+}
+
+// Schedule is a rollout started by cron.
+type Schedule struct {
+	Name     string `yaml:"name"`
+	Cron     string `yaml:"cron"`
+	Timezone string `yaml:"timezone"`
+	Version  string `yaml:"version"` // empty: the latest version command's answer
+}
+
+// Default is the configuration before the file and environment apply.
+func Default() Config {
+	return Config{
+		StateDir: "rolloutbot-state",
+		Log:      Log{Level: "info", Format: "text"},
+		Rollout: Rollout{
+			Stages: []int{10, 50, 100}, Concurrency: 5, Pause: 10 * time.Second,
+			HealthTimeout: 60 * time.Second, HealthInterval: 2 * time.Second,
+			LeaseTTL: 15 * time.Second, Grace: 30 * time.Second,
+		},
+		SSH: SSH{
+			User: "root", ConnectTimeout: 10 * time.Second, CommandTimeout: 5 * time.Minute, KeepAlive: 15 * time.Second,
+		},
+		Inventory: Inventory{Source: "store"},
+		Slack:     Slack{APIURL: "https://slack.com/api/", EditInterval: 2 * time.Second},
+		HTTP:      HTTP{Addr: "127.0.0.1:9090"},
+	}
+}
+
+// Load reads the file at path (none when path is empty) and the environment,
+// then validates. getenv is os.Getenv outside tests.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		c.resolvePaths(filepath.Dir(path))
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// resolvePaths makes file settings relative to the config file's directory.
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{&c.StateDir, &c.SSH.KeyFile, &c.SSH.KnownHosts, &c.Inventory.File} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// secret reads NAME from the environment, or the file NAME_FILE names.
+func secret(getenv func(string) string, name string) (string, error) {
+	v, file := getenv(name), getenv(name+"_FILE")
+	switch {
+	case v != "" && file != "":
+		return "", fmt.Errorf("%s and %s_FILE are both set: keep one", name, name)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return v, nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	for _, s := range []struct {
+		name string
+		dst  *string
+	}{
+		{"DATABASE_URL", &c.DatabaseURL},
+		{"SLACK_BOT_TOKEN", &c.Slack.BotToken},
+		{"SLACK_APP_TOKEN", &c.Slack.AppToken},
+		{"SSH_KEY_PASSPHRASE", &c.SSH.KeyPassphrase},
+		{"INVENTORY_DATABASE_URL", &c.Inventory.SQLDatabaseURL},
+	} {
+		v, err := secret(getenv, s.name)
+		if err != nil {
+			return err
+		}
+		if v != "" {
+			*s.dst = v
+		}
+	}
+	if v := getenv("SLACK_API_URL"); v != "" {
+		c.Slack.APIURL = v
+	}
+	return nil
+}
+
+// Settings are the rollout defaults as the engine takes them.
+func (c *Config) Settings() rollout.Settings {
+	s := rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause, Threshold: 30}
+	if c.Rollout.Threshold != nil {
+		s.Threshold = *c.Rollout.Threshold
+	}
+	return s
+}
+
+// Store is the store to open: DATABASE_URL, or the embedded file.
+func (c *Config) Store() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return "sqlite:" + filepath.Join(c.StateDir, "rolloutbot.db")
+}
+
+// Runner is the SSH runner's configuration.
+func (c *Config) Runner() sshrunner.Config {
+	return sshrunner.Config{
+		User: c.SSH.User, KeyFile: c.SSH.KeyFile, KeyPassphrase: c.SSH.KeyPassphrase, UseAgent: c.SSH.Agent,
+		KnownHostsFile: c.SSH.KnownHosts, TrustOnFirstUse: c.SSH.TrustOnFirstUse,
+		ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout, KeepAlive: c.SSH.KeepAlive,
+		Recipe: sshrunner.Recipe(c.Recipe),
+	}
+}
+
+// Validate checks what can be checked without connecting anywhere, and
+// names the setting that is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if err := c.Settings().Validate(); err != nil {
+		add("rollout.%w", err)
+	}
+	if c.Rollout.HealthTimeout <= 0 || c.Rollout.HealthInterval <= 0 {
+		add("rollout.health_timeout and rollout.health_interval must be positive")
+	}
+	if c.Rollout.LeaseTTL < time.Second {
+		add("rollout.lease_ttl: %s is under a second", c.Rollout.LeaseTTL)
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") &&
+		!strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+		add("DATABASE_URL: must start with postgres:// (or sqlite: for a file)")
+	}
+	if c.SSH.User == "" {
+		add("ssh.user: empty")
+	}
+	if c.SSH.KeyFile == "" && !c.SSH.Agent {
+		add("ssh.key_file: give a private key file, or set ssh.agent: true")
+	}
+	if c.SSH.KnownHosts == "" && !c.SSH.TrustOnFirstUse {
+		add("ssh.known_hosts: host keys are always verified: give a known_hosts file or set ssh.trust_on_first_use: true")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ssh.connect_timeout", c.SSH.ConnectTimeout}, {"ssh.command_timeout", c.SSH.CommandTimeout}, {"ssh.keepalive", c.SSH.KeepAlive}} {
+		if d.v <= 0 {
+			add("%s: must be positive", d.name)
+		}
+	}
+	if err := sshrunner.Recipe(c.Recipe).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Inventory.Source {
+	case "store":
+	case "file":
+		if c.Inventory.File == "" {
+			add("inventory.file: inventory.source is file but no file is named")
+		}
+	case "sql":
+		if c.Inventory.SQL == "" {
+			add("inventory.sql: inventory.source is sql but no query is given")
+		}
+		if c.Inventory.SQLDatabaseURL == "" {
+			add("INVENTORY_DATABASE_URL: inventory.source is sql but the application database is not set")
+		}
+	default:
+		add("inventory.source: %q is not store, file or sql", c.Inventory.Source)
+	}
+	if c.HTTP.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+			add("http.addr: %q is not host:port", c.HTTP.Addr)
+		}
+	}
+	if !strings.HasSuffix(c.Slack.APIURL, "/") {
+		add("slack.api_url: %q must end with a slash", c.Slack.APIURL)
+	}
+	if c.Slack.EditInterval < 500*time.Millisecond {
+		add("slack.edit_interval: %s is under Slack's edit rate; use at least 1s", c.Slack.EditInterval)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Schedules {
+		name := fmt.Sprintf("schedules[%d]", i)
+		switch {
+		case s.Name == "":
+			add("%s.name: empty", name)
+		case seen[s.Name]:
+			add("%s.name: %q is used twice", name, s.Name)
+		case s.Cron == "":
+			add("%s.cron: empty", name)
+		case s.Version != "":
+			if err := rollout.ValidateVersion(s.Version); err != nil {
+				add("%s.version: %w", name, err)
+			}
+		}
+		seen[s.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateSlack checks the settings `serve` needs beyond the others.
+func (c *Config) ValidateSlack() error {
+	var errs []error
+	if !strings.HasPrefix(c.Slack.BotToken, "xoxb-") {
+		errs = append(errs, errors.New("SLACK_BOT_TOKEN: missing or not a bot token (xoxb-…)"))
+	}
+	if !strings.HasPrefix(c.Slack.AppToken, "xapp-") {
+		errs = append(errs, errors.New("SLACK_APP_TOKEN: missing or not an app-level token (xapp-…)"))
+	}
+	if c.Slack.Channel == "" {
+		errs = append(errs, errors.New("slack.channel: the channel for status messages is not set"))
+	}
+	if len(c.Slack.Admins) == 0 && len(c.Slack.AdminGroups) == 0 && !c.Slack.WorkspaceAdmins {
+		errs = append(errs, errors.New("slack.admins: nobody could start a rollout: name admins, admin_groups or set workspace_admins"))
+	}
+	return errors.Join(errs...)
+}

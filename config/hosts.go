@@ -1,0 +1,214 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// ReadHostsFile reads an inventory file: YAML (.yaml, .yml) or CSV. Any bad
+// entry fails the whole file with its line, so an import is all or nothing.
+func ReadHostsFile(path string) ([]rollout.Host, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []rollout.Host
+	if strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml") {
+		hosts, err = ParseHostsYAML(data)
+	} else {
+		hosts, err = ParseHostsCSV(data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return hosts, nil
+}
+
+type yamlHost struct {
+	ID       string `yaml:"id"`
+	Address  string `yaml:"address"`
+	Port     int    `yaml:"port"`
+	User     string `yaml:"user"`
+	Label    string `yaml:"label"`
+	Disabled bool   `yaml:"disabled"`
+}
+
+// ParseHostsYAML reads a list of hosts, either at the top level or under "hosts:".
+func ParseHostsYAML(data []byte) ([]rollout.Host, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	list := doc.Content[0]
+	if list.Kind == yaml.MappingNode {
+		list = nil
+		for i := 0; i+1 < len(doc.Content[0].Content); i += 2 {
+			if k := doc.Content[0].Content[i]; k.Value == "hosts" {
+				list = doc.Content[0].Content[i+1]
+			} else {
+				return nil, fmt.Errorf("line %d: unknown key %q (want a list of hosts under hosts:)", k.Line, k.Value)
+			}
+		}
+		if list == nil {
+			return nil, nil
+		}
+	}
+	if list.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("line %d: want a list of hosts", list.Line)
+	}
+	c := newCollector()
+	for _, item := range list.Content {
+		var yh yamlHost
+		dec := yaml.NewDecoder(bytes.NewReader(mustMarshal(item)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&yh); err != nil {
+			return nil, fmt.Errorf("line %d: %w", item.Line, err)
+		}
+		if err := c.add(item.Line, rollout.Host(yh)); err != nil {
+			return nil, err
+		}
+	}
+	return c.hosts, nil
+}
+
+func mustMarshal(n *yaml.Node) []byte {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// ParseHostsCSV reads hosts with a header naming the columns: id and address
+// are required; port, user, label and disabled may follow in any order.
+func ParseHostsCSV(data []byte) ([]rollout.Host, error) {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.Comment = '#'
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = true
+	header, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		name := strings.ToLower(strings.TrimSpace(h))
+		switch name {
+		case "id", "address", "port", "user", "label", "disabled":
+			col[name] = i
+		default:
+			return nil, fmt.Errorf("line 1: unknown column %q (want id, address, port, user, label, disabled)", h)
+		}
+	}
+	if _, ok := col["id"]; !ok {
+		return nil, errors.New("line 1: the header has no id column")
+	}
+	if _, ok := col["address"]; !ok {
+		return nil, errors.New("line 1: the header has no address column")
+	}
+	c := newCollector()
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		line, _ := r.FieldPos(0)
+		if err != nil {
+			return nil, err
+		}
+		if len(rec) != len(header) {
+			return nil, fmt.Errorf("line %d: %d fields, the header has %d", line, len(rec), len(header))
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		h := rollout.Host{ID: get("id"), Address: get("address"), User: get("user"), Label: get("label")}
+		if p := get("port"); p != "" {
+			if h.Port, err = strconv.Atoi(p); err != nil {
+				return nil, fmt.Errorf("line %d: port %q is not a number", line, p)
+			}
+		}
+		if d := get("disabled"); d != "" {
+			if h.Disabled, err = strconv.ParseBool(d); err != nil {
+				return nil, fmt.Errorf("line %d: disabled %q is not true or false", line, d)
+			}
+		}
+		if err := c.add(line, h); err != nil {
+			return nil, err
+		}
+	}
+	return c.hosts, nil
+}
+
+// collector validates hosts as they are read and refuses duplicate ids.
+type collector struct {
+	hosts []rollout.Host
+	lines map[string]int
+}
+
+func newCollector() *collector { return &collector{lines: map[string]int{}} }
+
+func (c *collector) add(line int, h rollout.Host) error {
+	if h.Port == 0 {
+		h.Port = 22
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	if first, dup := c.lines[h.ID]; dup {
+		return fmt.Errorf("line %d: host %s is already on line %d", line, h.ID, first)
+	}
+	c.lines[h.ID] = line
+	c.hosts = append(c.hosts, h)
+	return nil
+}
+
+// FileInventory is an inventory read from a file at each rollout start.
+type FileInventory struct{ Path string }
+
+var _ rollout.Inventory = FileInventory{}
+
+// ActiveHosts reads the file and returns its enabled hosts.
+func (f FileInventory) ActiveHosts(context.Context) ([]rollout.Host, error) {
+	hosts, err := ReadHostsFile(f.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := hosts[:0]
+	for _, h := range hosts {
+		if !h.Disabled {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// WriteHostsYAML writes hosts in the format ParseHostsYAML reads.
+func WriteHostsYAML(w io.Writer, hosts []rollout.Host) error {
+	list := make([]yamlHost, len(hosts))
+	for i, h := range hosts {
+		list[i] = yamlHost(h)
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	return enc.Encode(map[string]any{"hosts": list})
+}

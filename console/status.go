@@ -1,0 +1,100 @@
+package console
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// WriteStatus prints where a rollout is: state, stage, counts and its failed
+// and rolled-back hosts (at most limit of them; 0 lists all).
+func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int) {
+	c := rollout.CountResults(results)
+	fmt.Fprintf(w, "rollout #%d: %s, %s\n", r.ID, r.Version, rollout.Outcome(r, c))
+	fmt.Fprintf(w, "  started by %s (%s) at %s", r.StartedBy, r.Source, r.CreatedAt.Local().Format(time.DateTime))
+	if !r.FinishedAt.IsZero() {
+		fmt.Fprintf(w, ", ended after %s", r.FinishedAt.Sub(r.CreatedAt).Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  hosts: %d — %s\n", r.Hosts, c)
+	var stages []string
+	for _, st := range r.StageList() {
+		s := fmt.Sprintf("%d%% (%d)", st.Percent, st.Size())
+		if st.Index == r.Stage && r.State.Active() {
+			s = "[" + s + "]"
+		}
+		stages = append(stages, s)
+	}
+	fmt.Fprintf(w, "  stages: %s\n", strings.Join(stages, " → "))
+	if r.HaltRequestedBy != "" {
+		fmt.Fprintf(w, "  halt requested by %s%s\n", r.HaltRequestedBy, prefixed(": ", r.HaltReason))
+	}
+	var failures []rollout.HostResult
+	for _, hr := range results {
+		if hr.Status.Failure() {
+			failures = append(failures, hr)
+		}
+	}
+	if len(failures) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  failures (%d):\n", len(failures))
+	for i, hr := range failures {
+		if limit > 0 && i == limit {
+			fmt.Fprintf(w, "    … and %d more (rolloutbot rollout status --failed)\n", len(failures)-limit)
+			break
+		}
+		fmt.Fprintf(w, "    %s %-20s %-11s at %-8s %s\n", mark(hr.Status), hr.Host.ID, hr.Status, hr.Step, Clip(hr.Error, 120))
+	}
+}
+
+// WriteHost prints everything known of one host's update.
+func WriteHost(w io.Writer, hr rollout.HostResult) {
+	fmt.Fprintf(w, "%s (%s", hr.Host.ID, hr.Host.Addr())
+	if hr.Host.Label != "" {
+		fmt.Fprintf(w, ", %s", hr.Host.Label)
+	}
+	fmt.Fprintf(w, "): %s", hr.Status)
+	if hr.Step != "" && hr.Status != rollout.StatusSuccess {
+		fmt.Fprintf(w, " at %s", hr.Step)
+	}
+	fmt.Fprintln(w)
+	if hr.PrevVersion != "" || hr.NewVersion != "" {
+		fmt.Fprintf(w, "  version: %s → %s\n", orDash(hr.PrevVersion), orDash(hr.NewVersion))
+	}
+	if !hr.StartedAt.IsZero() {
+		fmt.Fprintf(w, "  started %s", hr.StartedAt.Local().Format(time.DateTime))
+		if !hr.FinishedAt.IsZero() {
+			fmt.Fprintf(w, ", took %s", hr.FinishedAt.Sub(hr.StartedAt).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	}
+	if hr.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", hr.Error)
+	}
+	if out := strings.TrimRight(hr.Output, "\n"); out != "" {
+		fmt.Fprintf(w, "  output (tail):\n    %s\n", strings.ReplaceAll(out, "\n", "\n    "))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// WriteHistory prints one line per rollout, newest first.
+func WriteHistory(w io.Writer, rs []*rollout.Rollout, counts map[int64]rollout.Counts) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no rollouts yet")
+		return
+	}
+	for _, r := range rs {
+		fmt.Fprintf(w, "#%-4d %-16s %s  by %-12s %s — %s\n", r.ID, Clip(r.Version, 16), r.CreatedAt.Local().Format("2006-01-02 15:04"),
+			Clip(r.StartedBy, 12), rollout.Outcome(r, counts[r.ID]), counts[r.ID])
+	}
+}

@@ -1,0 +1,326 @@
+package rollout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/store"
+)
+
+// fleet is a hand-written fake of the hosts, backed by real state: versions,
+// scripted failures, gates that hold a host's update until the test lets it
+// go, and counters for what was done to each host.
+type fleet struct {
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every change, for waiters
+	version   map[string]string
+	initial   map[string]string
+	behavior  map[string]string // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
+	gates     map[string]chan struct{}
+	gateAll   bool
+	updates   map[string]int
+	started   []string // hosts in the order their update began
+	connected int      // connections open now
+	maxConn   int
+	healthRun int
+}
+
+func newFleet() *fleet {
+	return &fleet{changed: make(chan struct{}), version: map[string]string{}, initial: map[string]string{},
+		behavior: map[string]string{}, gates: map[string]chan struct{}{}, updates: map[string]int{}}
+}
+
+func (f *fleet) signal() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitFor polls cond under the lock each time the fleet changes, for at most 10 s.
+func (f *fleet) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		f.mu.Lock()
+		ok, ch := cond(), f.changed
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// gate makes host id's update wait for release.
+func (f *fleet) gate(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gates[id] = make(chan struct{})
+}
+
+func (f *fleet) release(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g, ok := f.gates[id]; ok {
+		close(g)
+		delete(f.gates, id)
+	}
+}
+
+func (f *fleet) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.behavior[h.ID] == "unreachable" {
+		return nil, fmt.Errorf("ssh dial %s: connection refused", h.Addr())
+	}
+	f.connected++
+	f.maxConn = max(f.maxConn, f.connected)
+	f.signal()
+	return &fakeConn{f: f, id: h.ID}, nil
+}
+
+type fakeConn struct {
+	f      *fleet
+	id     string
+	closed bool
+	lost   bool
+}
+
+func (c *fakeConn) Version(ctx context.Context) (string, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	return c.f.version[c.id], nil
+}
+
+func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {
+	c.f.mu.Lock()
+	c.f.updates[c.id]++
+	c.f.started = append(c.f.started, c.id)
+	g := c.f.gates[c.id]
+	c.f.signal()
+	c.f.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	switch c.f.behavior[c.id] {
+	case "update-fails":
+		return "E: disk full\n", errors.New("exit status 1")
+	case "drop":
+		c.f.version[c.id] = v
+		c.lost = true
+		return "", fmt.Errorf("update: %w", rollout.ErrConnLost)
+	}
+	c.f.version[c.id] = v
+	return "updated\n", nil
+}
+
+func (c *fakeConn) Health(ctx context.Context) (string, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	if c.lost {
+		return "", rollout.ErrConnLost
+	}
+	c.f.healthRun++
+	switch c.f.behavior[c.id] {
+	case "health-fails", "rollback-fails", "drop":
+		if c.f.version[c.id] != c.f.initial[c.id] {
+			return "unhealthy\n", errors.New("exit status 1")
+		}
+	}
+	return "", nil
+}
+
+func (c *fakeConn) Rollback(ctx context.Context, v string) (string, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	if c.lost {
+		return "", rollout.ErrConnLost
+	}
+	if c.f.behavior[c.id] == "rollback-fails" {
+		return "rollback: no such version\n", errors.New("exit status 2")
+	}
+	c.f.version[c.id] = v
+	return "", nil
+}
+
+func (c *fakeConn) Close() error {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.f.connected--
+		c.f.signal()
+	}
+	return nil
+}
+
+// recorder is a Notifier that keeps every event.
+type recorder struct {
+	mu      sync.Mutex
+	events  []rollout.Event
+	changed chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{changed: make(chan struct{})} }
+
+func (r *recorder) Notify(ev rollout.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func (r *recorder) waitFor(t *testing.T, what string, cond func([]rollout.Event) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok, ch := cond(r.events), r.changed
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (r *recorder) kinds(kind rollout.EventKind) []rollout.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []rollout.Event
+	for _, ev := range r.events {
+		if ev.Kind == kind {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func hasEvent(kind rollout.EventKind) func([]rollout.Event) bool {
+	return func(evs []rollout.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == kind {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// harness is an engine over a fake fleet and a real SQLite store.
+type harness struct {
+	t     *testing.T
+	db    *store.DB
+	fleet *fleet
+	rec   *recorder
+	eng   *rollout.Engine
+	ids   []string
+	cfg   rollout.Config
+}
+
+func newHarness(t *testing.T, n int, s rollout.Settings) *harness {
+	t.Helper()
+	db, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "r.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	f := newFleet()
+	var hosts []rollout.Host
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("h%03d", i)
+		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
+		ids = append(ids, id)
+		f.version[id], f.initial[id] = "v1", "v1"
+	}
+	if err := db.PutHosts(context.Background(), hosts); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, db: db, fleet: f, rec: newRecorder(), ids: ids}
+	h.cfg = rollout.Config{
+		Store: db, Inventory: db, Updater: f, Notifier: h.rec, Defaults: s, Seed: func() int64 { return 7 },
+		HealthTimeout: 50 * time.Millisecond, HealthInterval: 10 * time.Millisecond, Owner: "test",
+		PollInterval: 20 * time.Millisecond, LeaseTTL: 2 * time.Second,
+	}
+	h.eng = rollout.New(h.cfg)
+	return h
+}
+
+// order is the shuffled host order of a rollout with the harness's seed.
+func (h *harness) order() []string {
+	hosts, _ := h.db.ActiveHosts(context.Background())
+	var out []string
+	for _, x := range rollout.Shuffle(hosts, 7) {
+		out = append(out, x.ID)
+	}
+	return out
+}
+
+func (h *harness) start(version string) *rollout.Rollout {
+	h.t.Helper()
+	r, err := h.eng.Start(context.Background(), rollout.StartRequest{Version: version, Actor: "U1", Source: rollout.SourceCLI})
+	if err != nil {
+		h.t.Fatalf("start: %v", err)
+	}
+	return r
+}
+
+// runAsync drives the rollout in the background; the channel yields its end.
+func (h *harness) runAsync(ctx context.Context, id int64) <-chan runResult {
+	ch := make(chan runResult, 1)
+	go func() {
+		r, err := h.eng.Run(ctx, id)
+		ch <- runResult{r, err}
+	}()
+	return ch
+}
+
+type runResult struct {
+	r   *rollout.Rollout
+	err error
+}
+
+func wait(t *testing.T, ch <-chan runResult) runResult {
+	t.Helper()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(20 * time.Second):
+		t.Fatal("rollout did not end")
+		return runResult{}
+	}
+}
+
+func (h *harness) results(id int64) map[string]rollout.HostResult {
+	h.t.Helper()
+	rs, err := h.db.HostResults(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]rollout.HostResult{}
+	for _, r := range rs {
+		out[r.Host.ID] = r
+	}
+	return out
+}

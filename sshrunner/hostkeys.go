@@ -1,0 +1,175 @@
+package sshrunner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// knownHosts verifies host keys against a known_hosts file. x/crypto's
+// knownhosts scans every line for every host, which at 10,000 hosts is 10^8
+// pattern matches; plain "host" and "[host]:port" entries are indexed here
+// instead, and everything else (hashed names, wildcards) goes to knownhosts.
+type knownHosts struct {
+	path     string
+	index    map[string][]ssh.PublicKey
+	complex  bool // hashed or wildcard entries exist: an index miss asks knownhosts
+	full     ssh.HostKeyCallback
+	disabled bool // @revoked or @cert-authority lines: always ask knownhosts
+}
+
+func loadKnownHosts(path string) (*knownHosts, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	full, err := knownhosts.New(path)
+	if err != nil {
+		return nil, err
+	}
+	k := &knownHosts{path: path, index: map[string][]ssh.PublicKey{}, full: full}
+	for rest := data; len(bytes.TrimSpace(rest)) > 0; {
+		var marker string
+		var hosts []string
+		var key ssh.PublicKey
+		marker, hosts, key, _, rest, err = ssh.ParseKnownHosts(rest)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, err
+		}
+		if marker != "" {
+			k.disabled = true
+			continue
+		}
+		for _, h := range hosts {
+			if strings.HasPrefix(h, "|") || strings.ContainsAny(h, "*?!") {
+				k.complex = true
+				continue
+			}
+			k.index[h] = append(k.index[h], key)
+		}
+	}
+	return k, nil
+}
+
+// hostCheck verifies the key of one host during one handshake, and keeps a
+// clear reason when it refuses.
+type hostCheck struct {
+	r      *Runner
+	ctx    context.Context
+	addr   string
+	pinned string // the key pinned on first use, if any
+	pinErr error
+	err    error
+}
+
+func (r *Runner) hostKeys(ctx context.Context, addr string) *hostCheck {
+	h := &hostCheck{r: r, ctx: ctx, addr: addr}
+	if r.cfg.TrustOnFirstUse && (r.known == nil || len(r.known.keysFor(addr)) == 0) {
+		h.pinned, h.pinErr = r.pins.PinnedHostKey(ctx, addr)
+	}
+	return h
+}
+
+func (k *knownHosts) keysFor(addr string) []ssh.PublicKey {
+	if k.disabled {
+		return nil
+	}
+	return k.index[knownhosts.Normalize(addr)]
+}
+
+// algorithms asks the server for the kinds of key we can verify, so a server
+// with several host keys does not present one we do not know.
+func (h *hostCheck) algorithms() []string {
+	var keys []ssh.PublicKey
+	if h.r.known != nil {
+		keys = h.r.known.keysFor(h.addr)
+	}
+	if len(keys) == 0 && h.pinned != "" {
+		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.pinned)); err == nil {
+			keys = []ssh.PublicKey{k}
+		}
+	}
+	var algos []string
+	for _, k := range keys {
+		if k.Type() == ssh.KeyAlgoRSA {
+			algos = append(algos, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+		} else {
+			algos = append(algos, k.Type())
+		}
+	}
+	return algos
+}
+
+func (h *hostCheck) check(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	h.err = h.verify(hostname, remote, key)
+	return h.err
+}
+
+func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	fp := ssh.FingerprintSHA256(key)
+	if k := h.r.known; k != nil {
+		wanted := k.keysFor(h.addr)
+		for _, w := range wanted {
+			if bytes.Equal(w.Marshal(), key.Marshal()) {
+				return nil
+			}
+		}
+		if len(wanted) == 0 && (k.complex || k.disabled) {
+			var ke *knownhosts.KeyError
+			var re *knownhosts.RevokedError
+			err := k.full(hostname, remote, key)
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &re):
+				return fmt.Errorf("host key of %s (%s) is revoked in %s", h.addr, fp, k.path)
+			case errors.As(err, &ke) && len(ke.Want) > 0:
+				return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
+					h.addr, k.path, ssh.FingerprintSHA256(ke.Want[0].Key), key.Type(), fp, k.path)
+			case !errors.As(err, &ke):
+				return fmt.Errorf("check host key of %s: %w", h.addr, err)
+			}
+		} else if len(wanted) > 0 {
+			return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
+				h.addr, k.path, ssh.FingerprintSHA256(wanted[0]), key.Type(), fp, k.path)
+		}
+		if !h.r.cfg.TrustOnFirstUse {
+			return fmt.Errorf("host %s is not in %s (it presented %s %s); check the fingerprint and add it (ssh-keyscan)",
+				h.addr, k.path, key.Type(), fp)
+		}
+	}
+	if h.pinErr != nil {
+		return fmt.Errorf("read pinned host key of %s: %w", h.addr, h.pinErr)
+	}
+	presented := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+	pinned := h.pinned
+	if pinned == "" {
+		var err error
+		if pinned, err = h.r.pins.PinHostKey(h.ctx, h.addr, presented); err != nil {
+			return fmt.Errorf("pin host key of %s: %w", h.addr, err)
+		}
+		if pinned == presented {
+			h.r.log.Info("pinned host key on first use", "host", h.addr, "key", fp)
+		}
+	}
+	if pinned != presented {
+		old := pinned
+		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pinned)); err == nil {
+			old = ssh.FingerprintSHA256(k)
+		}
+		return fmt.Errorf("host key of %s changed: %s was pinned on first use, the host presented %s %s; "+
+			"if the change is expected, unpin it (rolloutbot hosts unpin %s)", h.addr, old, key.Type(), fp, h.addr)
+	}
+	return nil
+}

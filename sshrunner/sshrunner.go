@@ -1,0 +1,411 @@
+// Package sshrunner runs the update recipe on hosts over SSH, through
+// golang.org/x/crypto/ssh: one connection per host update, one exec session per
+// recipe command, host keys always verified, every step bounded by a timeout.
+// It implements rollout.Updater; it is the only package that imports x/crypto/ssh
+// (with its simulator, fleetsim).
+package sshrunner
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// Recipe is the update procedure, as shell commands run on each host.
+// {version} in Update and Rollback is replaced by the validated, single-quoted
+// version; nothing else is ever interpolated.
+type Recipe struct {
+	Version  string // prints the version the host runs
+	Update   string // installs {version}
+	Health   string // exits 0 when the host is healthy
+	Rollback string // reinstalls the previous {version}
+}
+
+// VersionPlaceholder marks where the version goes in a command.
+const VersionPlaceholder = "{version}"
+
+// Validate names the command that is wrong.
+func (r Recipe) Validate() error {
+	for _, c := range []struct {
+		name, cmd    string
+		wantsVersion bool
+	}{{"version", r.Version, false}, {"update", r.Update, true}, {"health", r.Health, false}, {"rollback", r.Rollback, true}} {
+		switch {
+		case strings.TrimSpace(c.cmd) == "":
+			return fmt.Errorf("recipe.%s: the command is empty", c.name)
+		case c.wantsVersion && !strings.Contains(c.cmd, VersionPlaceholder):
+			return fmt.Errorf("recipe.%s: the command must contain %s", c.name, VersionPlaceholder)
+		case !c.wantsVersion && strings.Contains(c.cmd, VersionPlaceholder):
+			return fmt.Errorf("recipe.%s: the command must not contain %s", c.name, VersionPlaceholder)
+		}
+	}
+	return nil
+}
+
+// Command returns cmd with the version validated and quoted in.
+func Command(cmd, version string) (string, error) {
+	if err := rollout.ValidateVersion(version); err != nil {
+		return "", err
+	}
+	// The validated alphabet has no quote, so single quotes make it one inert word.
+	return strings.ReplaceAll(cmd, VersionPlaceholder, "'"+version+"'"), nil
+}
+
+// Config configures the runner.
+type Config struct {
+	User            string // SSH user for hosts that name none
+	KeyFile         string // private key (ed25519, RSA, ECDSA; OpenSSH or PEM)
+	KeyPassphrase   string // for an encrypted KeyFile; a secret
+	UseAgent        bool   // also offer the keys of the agent at SSH_AUTH_SOCK
+	KnownHostsFile  string // verify host keys against it
+	TrustOnFirstUse bool   // pin unknown hosts' keys in the store on first use
+
+	ConnectTimeout time.Duration // TCP connect plus SSH handshake (default 10s)
+	CommandTimeout time.Duration // each command (default 5m)
+	KeepAlive      time.Duration // keepalive interval; a connection that misses one is closed (default 15s)
+	OutputTail     int           // bytes of output kept for failure reports (default 4096)
+
+	Recipe Recipe
+}
+
+// KeyStore pins host keys for trust on first use.
+type KeyStore interface {
+	PinnedHostKey(ctx context.Context, addr string) (string, error)
+	// PinHostKey pins key unless one is pinned, and returns the pinned key.
+	PinHostKey(ctx context.Context, addr, key string) (string, error)
+}
+
+// Runner connects to hosts. It is safe for concurrent use.
+type Runner struct {
+	cfg     Config
+	log     *slog.Logger
+	auth    []ssh.AuthMethod
+	known   *knownHosts
+	pins    KeyStore
+	agentNC net.Conn
+}
+
+var _ rollout.Updater = (*Runner)(nil)
+
+// New checks the configuration and loads the key, the agent and known_hosts.
+// Errors name the setting that is wrong.
+func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 10*time.Second)
+	cfg.CommandTimeout = cmp.Or(cfg.CommandTimeout, 5*time.Minute)
+	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, 15*time.Second)
+	cfg.OutputTail = cmp.Or(cfg.OutputTail, 4096)
+	if err := cfg.Recipe.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.User == "" {
+		return nil, errors.New("ssh.user: no SSH user given")
+	}
+	r := &Runner{cfg: cfg, log: log, pins: pins}
+	var signers []ssh.Signer
+	if cfg.KeyFile != "" {
+		s, err := loadKey(cfg.KeyFile, cfg.KeyPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("ssh.key_file: %w", err)
+		}
+		signers = append(signers, s)
+	}
+	if len(signers) > 0 {
+		r.auth = append(r.auth, ssh.PublicKeys(signers...))
+	}
+	if cfg.UseAgent {
+		sock := os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			return nil, errors.New("ssh.agent: SSH_AUTH_SOCK is not set")
+		}
+		nc, err := net.Dial("unix", sock)
+		if err != nil {
+			return nil, fmt.Errorf("ssh.agent: %w", err)
+		}
+		r.agentNC = nc
+		r.auth = append(r.auth, ssh.PublicKeysCallback(agent.NewClient(nc).Signers))
+	}
+	if len(r.auth) == 0 {
+		return nil, errors.New("ssh.key_file: no key file and no agent: give one of them")
+	}
+	if cfg.KnownHostsFile != "" {
+		k, err := loadKnownHosts(cfg.KnownHostsFile)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("ssh.known_hosts: %w", err)
+		}
+		r.known = k
+	}
+	if r.known == nil && !cfg.TrustOnFirstUse {
+		r.Close()
+		return nil, errors.New("ssh.known_hosts: host keys are always verified: give a known_hosts file or turn on trust_on_first_use")
+	}
+	if cfg.TrustOnFirstUse && pins == nil {
+		r.Close()
+		return nil, errors.New("ssh.trust_on_first_use: no store to pin host keys in")
+	}
+	return r, nil
+}
+
+func loadKey(path, passphrase string) (ssh.Signer, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	if errors.As(err, &missing) {
+		if passphrase == "" {
+			return nil, fmt.Errorf("%s is encrypted: set SSH_KEY_PASSPHRASE (or SSH_KEY_PASSPHRASE_FILE)", path)
+		}
+		s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(passphrase))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close releases the agent connection.
+func (r *Runner) Close() error {
+	if r.agentNC != nil {
+		return r.agentNC.Close()
+	}
+	return nil
+}
+
+// Connect opens an SSH connection to h, verifying its host key, within the
+// connect timeout.
+func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, error) {
+	addr := h.Addr()
+	user := cmp.Or(h.User, r.cfg.User)
+	hk := r.hostKeys(ctx, addr)
+	cfg := &ssh.ClientConfig{
+		User:              user,
+		Auth:              r.auth,
+		HostKeyCallback:   hk.check,
+		HostKeyAlgorithms: hk.algorithms(),
+		Timeout:           r.cfg.ConnectTimeout,
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ssh dial %s: %w", addr, unwrapDial(err))
+	}
+	// The handshake is bounded by the same deadline, and by ctx.
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
+	stop()
+	if err != nil {
+		nc.Close()
+		if hk.err != nil {
+			return nil, hk.err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ssh handshake with %s: no answer within %s", addr, r.cfg.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("ssh handshake with %s as %s: %w", addr, user, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	conn := &conn{r: r, addr: addr, client: ssh.NewClient(c, chans, reqs), dead: make(chan struct{})}
+	go conn.watch()
+	return conn, nil
+}
+
+// unwrapDial drops net.OpError's repetition of the address.
+func unwrapDial(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return errors.New("connect timed out")
+		}
+		return op.Err
+	}
+	return err
+}
+
+// conn is one host's connection.
+type conn struct {
+	r      *Runner
+	addr   string
+	client *ssh.Client
+	dead   chan struct{} // closed when the connection ended
+}
+
+// watch sends keepalives and closes a connection that stops answering them,
+// so a host that hangs at the TCP level cannot hold a step past its timeout.
+func (c *conn) watch() {
+	tick := time.NewTicker(c.r.cfg.KeepAlive)
+	defer tick.Stop()
+	waited := make(chan struct{})
+	go func() { c.client.Wait(); close(waited) }()
+	defer close(c.dead)
+	for {
+		select {
+		case <-waited:
+			return
+		case <-tick.C:
+			answered := make(chan struct{})
+			go func() {
+				_, _, _ = c.client.SendRequest("keepalive@openssh.com", true, nil)
+				close(answered)
+			}()
+			select {
+			case <-answered:
+			case <-waited:
+				return
+			case <-time.After(c.r.cfg.KeepAlive):
+				c.r.log.Warn("ssh keepalive unanswered; closing connection", "host", c.addr)
+				c.client.Close()
+			}
+		}
+	}
+}
+
+func (c *conn) Close() error {
+	err := c.client.Close()
+	<-c.dead
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (c *conn) Version(ctx context.Context) (string, error) {
+	stdout := &headBuffer{max: 4096}
+	out, err := c.run(ctx, c.r.cfg.Recipe.Version, stdout)
+	if err != nil {
+		return out, err
+	}
+	v, _, _ := strings.Cut(strings.TrimSpace(string(stdout.buf)), "\n")
+	return strings.TrimSpace(v), nil
+}
+
+func (c *conn) Update(ctx context.Context, version string) (string, error) {
+	cmd, err := Command(c.r.cfg.Recipe.Update, version)
+	if err != nil {
+		return "", err
+	}
+	return c.run(ctx, cmd, nil)
+}
+
+func (c *conn) Health(ctx context.Context) (string, error) {
+	return c.run(ctx, c.r.cfg.Recipe.Health, nil)
+}
+
+func (c *conn) Rollback(ctx context.Context, version string) (string, error) {
+	cmd, err := Command(c.r.cfg.Recipe.Rollback, version)
+	if err != nil {
+		return "", err
+	}
+	return c.run(ctx, cmd, nil)
+}
+
+// run executes cmd in a new session within the command timeout and returns
+// the tail of its combined output; stdout, when given, also gets the stdout.
+func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, error) {
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("%w: open session on %s: %w", rollout.ErrConnLost, c.addr, err)
+	}
+	defer sess.Close()
+	tail := &tailBuffer{max: c.r.cfg.OutputTail}
+	sess.Stderr = tail
+	sess.Stdout = tail
+	if stdout != nil {
+		sess.Stdout = io.MultiWriter(stdout, tail)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.CommandTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		_ = sess.Signal(ssh.SIGKILL)
+		sess.Close()
+	})
+	err = sess.Run(cmd)
+	if !stop() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return tail.String(), fmt.Errorf("timed out after %s", c.r.cfg.CommandTimeout)
+		}
+		return tail.String(), ctx.Err()
+	}
+	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return tail.String(), nil
+	case errors.As(err, &exit):
+		if exit.Signal() != "" {
+			return tail.String(), fmt.Errorf("killed by signal %s", exit.Signal())
+		}
+		return tail.String(), fmt.Errorf("exited with status %d", exit.ExitStatus())
+	case errors.As(err, &missing), errors.Is(err, io.EOF):
+		return tail.String(), fmt.Errorf("%w: %s closed the connection mid-command", rollout.ErrConnLost, c.addr)
+	default:
+		return tail.String(), err
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it. Stdout and stderr are
+// copied into it by two goroutines, hence the lock.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+	cut bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2*t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b, cut := t.buf, t.cut
+	if len(b) > t.max {
+		b, cut = b[len(b)-t.max:], true
+	}
+	if cut {
+		return "…" + string(b)
+	}
+	return string(b)
+}
+
+// headBuffer keeps the first max bytes written to it and drops the rest.
+type headBuffer struct {
+	buf []byte
+	max int
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if room := h.max - len(h.buf); room > 0 {
+		h.buf = append(h.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// QueryInventory reads the host list from the operator's own application
+// database with a query in a read-only transaction, as the system rolloutbot
+// grew out of read its VPS list from its users and subscriptions tables. The
+// query returns id, address, port, user and label, in that order; NULL port
+// means 22, NULL user the runner's default.
+type QueryInventory struct {
+	URL     string
+	Query   string
+	Timeout time.Duration // default 30s
+}
+
+var _ rollout.Inventory = QueryInventory{}
+
+// ActiveHosts runs the query.
+func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error) {
+	timeout := q.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, q.URL)
+	if err != nil {
+		return nil, fmt.Errorf("inventory database %s: %w", Redact(q.URL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("inventory query: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, q.Query)
+	if err != nil {
+		return nil, fmt.Errorf("inventory query: %w", err)
+	}
+	defer rows.Close()
+	if n := len(rows.FieldDescriptions()); n != 5 {
+		return nil, fmt.Errorf("inventory query returns %d columns; it must return id, address, port, user, label", n)
+	}
+	var out []rollout.Host
+	seen := map[string]bool{}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, fmt.Errorf("inventory query: %w", err)
+		}
+		h := rollout.Host{ID: text(vals[0]), Address: text(vals[1]), User: text(vals[3]), Label: text(vals[4]), Port: 22}
+		if p := text(vals[2]); p != "" {
+			if h.Port, err = strconv.Atoi(p); err != nil {
+				return nil, fmt.Errorf("inventory query: host %s: port %q is not a number", h.ID, p)
+			}
+		}
+		if err := h.Validate(); err != nil {
+			return nil, fmt.Errorf("inventory query: %w", err)
+		}
+		if seen[h.ID] {
+			return nil, fmt.Errorf("inventory query: host id %s appears twice", h.ID)
+		}
+		seen[h.ID] = true
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("inventory query: %w", err)
+	}
+	return out, nil
+}
+
+func text(v any) string {
+	if v == nil {
+		return ""
+	}
+	return strings.TrimSpace(fmt.Sprint(v))
+}
