@@ -176,4 +176,3 @@ func joinInts(xs []int, sep string) string {
 	}
 	return strings.Join(s, sep)
 }
-
