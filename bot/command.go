@@ -1,0 +1,252 @@
+// Package bot is rolloutbot in Slack: /rollout over Socket Mode, admin checks
+// on every mutating command and button, and one pinned status message per
+// rollout, edited in place as it moves. It is the only package that imports
+// slack-go.
+package bot
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// Kind is what a /rollout command asks for.
+type Kind string
+
+// Command kinds.
+const (
+	KindHelp           Kind = "help"
+	KindStart          Kind = "start"
+	KindPlan           Kind = "plan"
+	KindStatus         Kind = "status"
+	KindHalt           Kind = "halt"
+	KindResume         Kind = "resume"
+	KindHistory        Kind = "history"
+	KindHosts          Kind = "hosts"
+	KindScheduleAdd    Kind = "schedule add"
+	KindScheduleList   Kind = "schedule list"
+	KindScheduleRemove Kind = "schedule remove"
+)
+
+// Mutating reports whether the command changes anything, and so needs an admin.
+func (k Kind) Mutating() bool {
+	switch k {
+	case KindStart, KindHalt, KindResume, KindScheduleAdd, KindScheduleRemove:
+		return true
+	}
+	return false
+}
+
+// Command is a parsed /rollout command.
+type Command struct {
+	Kind     Kind
+	Version  string // start, plan, schedule add; empty: the latest
+	Reason   string // halt
+	Host     string // status HOST
+	Failed   bool   // status failed
+	N        int    // history N
+	Cron     string // schedule add
+	TZ       string // schedule add
+	Schedule int64  // schedule remove
+}
+
+// Usage is the short help shown for help and for anything malformed.
+const Usage = "*/rollout* commands:\n" +
+	"• `start [VERSION]` — roll VERSION (default: the latest) out in stages\n" +
+	"• `plan [VERSION]` — the stages, and the failures that would halt each\n" +
+	"• `status` · `status failed` · `status HOST` — where the rollout is\n" +
+	"• `halt [reason]` — stop starting hosts; hosts in flight finish\n" +
+	"• `resume` — continue a halted rollout\n" +
+	"• `history [N]` — the last N rollouts\n" +
+	"• `hosts` — host count and version spread\n" +
+	"• `schedule add \"<cron>\" [VERSION] [TZ]` · `schedule list` · `schedule remove ID`\n" +
+	"Starting, halting, resuming and scheduling need a rolloutbot admin."
+
+// ErrUsage marks input that is not a command; its message says what is wrong.
+var ErrUsage = errors.New("usage")
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+}
+
+// Parse reads the text after /rollout. It never panics and never accepts
+// half a command: anything it cannot read exactly is an error wrapping
+// ErrUsage (or rollout.ErrInvalidVersion for a bad version).
+func Parse(text string) (Command, error) {
+	args, err := split(text)
+	if err != nil {
+		return Command{}, err
+	}
+	if len(args) == 0 {
+		return Command{Kind: KindHelp}, nil
+	}
+	verb, rest := strings.ToLower(args[0]), args[1:]
+	switch verb {
+	case "help", "-h", "--help", "?":
+		return Command{Kind: KindHelp}, nil
+	case "start", "plan":
+		if len(rest) > 1 {
+			return Command{}, usageErr("`%s` takes one version, got %d words", verb, len(rest))
+		}
+		c := Command{Kind: Kind(verb)}
+		if len(rest) == 1 {
+			if err := rollout.ValidateVersion(rest[0]); err != nil {
+				return Command{}, err
+			}
+			c.Version = rest[0]
+		}
+		return c, nil
+	case "status":
+		switch {
+		case len(rest) == 0:
+			return Command{Kind: KindStatus}, nil
+		case len(rest) > 1:
+			return Command{}, usageErr("`status` takes `failed` or one host")
+		case strings.EqualFold(rest[0], "failed"):
+			return Command{Kind: KindStatus, Failed: true}, nil
+		case !plainWord(rest[0]):
+			return Command{}, usageErr("%q is not a host name", clip(rest[0]))
+		}
+		return Command{Kind: KindStatus, Host: rest[0]}, nil
+	case "halt", "stop":
+		reason := strings.Join(rest, " ")
+		if len(reason) > 500 {
+			return Command{}, usageErr("keep the halt reason under 500 characters")
+		}
+		return Command{Kind: KindHalt, Reason: reason}, nil
+	case "resume", "hosts":
+		if len(rest) > 0 {
+			return Command{}, usageErr("`%s` takes no arguments", verb)
+		}
+		return Command{Kind: Kind(verb)}, nil
+	case "history":
+		c := Command{Kind: KindHistory, N: 5}
+		if len(rest) > 1 {
+			return Command{}, usageErr("`history` takes one number")
+		}
+		if len(rest) == 1 {
+			n, err := strconv.Atoi(rest[0])
+			if err != nil || n < 1 || n > 50 {
+				return Command{}, usageErr("`history N` takes a number from 1 to 50, not %q", clip(rest[0]))
+			}
+			c.N = n
+		}
+		return c, nil
+	case "schedule", "schedules":
+		return parseSchedule(rest)
+	}
+	return Command{}, usageErr("unknown command %q", clip(verb))
+}
+
+func parseSchedule(args []string) (Command, error) {
+	if len(args) == 0 {
+		return Command{Kind: KindScheduleList}, nil
+	}
+	switch strings.ToLower(args[0]) {
+	case "list", "ls":
+		if len(args) > 1 {
+			return Command{}, usageErr("`schedule list` takes no arguments")
+		}
+		return Command{Kind: KindScheduleList}, nil
+	case "remove", "rm", "delete":
+		if len(args) != 2 {
+			return Command{}, usageErr("`schedule remove ID` takes one schedule number")
+		}
+		id, err := strconv.ParseInt(strings.TrimPrefix(args[1], "#"), 10, 64)
+		if err != nil || id < 1 {
+			return Command{}, usageErr("%q is not a schedule number", clip(args[1]))
+		}
+		return Command{Kind: KindScheduleRemove, Schedule: id}, nil
+	case "add":
+		rest := args[1:]
+		if len(rest) == 0 {
+			return Command{}, usageErr("`schedule add \"<cron>\" [VERSION] [TZ]` needs a cron spec in quotes, e.g. \"0 3 * * 1-5\"")
+		}
+		c := Command{Kind: KindScheduleAdd, Cron: rest[0]}
+		if len(strings.Fields(c.Cron)) != 5 {
+			return Command{}, usageErr("the cron spec %q must have five fields (minute hour day month weekday), in quotes", clip(c.Cron))
+		}
+		for _, a := range rest[1:] {
+			switch {
+			case strings.Contains(a, "/") || a == "UTC" || a == "Local":
+				if c.TZ != "" {
+					return Command{}, usageErr("two time zones: %q and %q", c.TZ, clip(a))
+				}
+				c.TZ = a
+			case c.Version == "":
+				if err := rollout.ValidateVersion(a); err != nil {
+					return Command{}, err
+				}
+				c.Version = a
+			default:
+				return Command{}, usageErr("unexpected %q after the version", clip(a))
+			}
+		}
+		return c, nil
+	}
+	return Command{}, usageErr("`schedule` takes add, list or remove, not %q", clip(args[0]))
+}
+
+// split breaks text into words; "double" or “smart” quotes group words.
+func split(text string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	in, started := rune(0), false
+	for _, r := range text {
+		switch {
+		case in != 0 && r == closing(in):
+			in = 0
+		case in != 0:
+			cur.WriteRune(r)
+		case r == '"' || r == '“' || r == '”':
+			in, started = r, true
+		case r == ' ' || r == '\t' || r == '\n' || r == '\u00a0':
+			if started || cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+				started = false
+			}
+		default:
+			cur.WriteRune(r)
+			started = true
+		}
+	}
+	if in != 0 {
+		return nil, usageErr("a quote is not closed")
+	}
+	if started || cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+func closing(open rune) rune {
+	if open == '“' {
+		return '”'
+	}
+	return open
+}
+
+// plainWord is what a host id or address looks like.
+func plainWord(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '.' || r == '-' || r == '_' || r == ':' || r == '[' || r == ']' ||
+			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string) string {
+	if r := []rune(s); len(r) > 40 {
+		return string(r[:39]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,435 @@
+package bot
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// StatusStore is what the status writer needs from the store.
+type StatusStore interface {
+	Rollouts(ctx context.Context, limit int) ([]*rollout.Rollout, error)
+	HostResults(ctx context.Context, rolloutID int64) ([]rollout.HostResult, error)
+	SetStatusMessage(ctx context.Context, id int64, channel, ts string) error
+}
+
+// StatusConfig tunes the status writer.
+type StatusConfig struct {
+	Channel       string
+	EditInterval  time.Duration // at most one edit of a message this often (default 2s)
+	ReplyInterval time.Duration // between thread replies in the channel (default 1s)
+	ThreadCap     int           // per-host thread replies per rollout, then one "and N more" (default 25)
+	// OnPostError hears when a rollout's status message cannot be posted
+	// (say the bot is not in the channel), once per rollout.
+	OnPostError func(r rollout.Rollout, err error)
+}
+
+// Status keeps one message per rollout in the channel up to date: posted and
+// pinned when the rollout starts, edited in place at most once per edit
+// interval with whatever changed in between, ended with its final state, and
+// threaded with a reply per stage, per failed host (up to a cap) and a
+// summary. Slack calls therefore grow with time and stages, not with hosts.
+// It implements rollout.Notifier; Run does the Slack calls.
+type Status struct {
+	api   *slack.Client
+	cfg   StatusConfig
+	store StatusStore
+	log   *slog.Logger
+	kick  chan struct{}
+
+	mu      sync.Mutex
+	msgs    map[int64]*statusMsg
+	blocked map[string]time.Time // per Web API method, after a 429
+	nextRep time.Time
+}
+
+var _ rollout.Notifier = (*Status)(nil)
+
+type statusMsg struct {
+	id        int64
+	ts        string
+	progress  rollout.Progress
+	gen       int // progress updates seen
+	written   int // the gen the message shows
+	ended     bool
+	nextEdit  time.Time
+	needPin   bool
+	thread    []string
+	hostReps  int
+	more      int // host replies past the cap
+	postErr   error
+	nextPost  time.Time
+	errorSent bool
+}
+
+// NewStatus returns a status writer; call Run to make it write.
+func NewStatus(api *slack.Client, cfg StatusConfig, store StatusStore, log *slog.Logger) *Status {
+	cfg.EditInterval = cmp.Or(cfg.EditInterval, 2*time.Second)
+	cfg.ReplyInterval = cmp.Or(cfg.ReplyInterval, time.Second)
+	cfg.ThreadCap = cmp.Or(cfg.ThreadCap, 25)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Status{api: api, cfg: cfg, store: store, log: log, kick: make(chan struct{}, 1),
+		msgs: map[int64]*statusMsg{}, blocked: map[string]time.Time{}}
+}
+
+// Notify implements rollout.Notifier: it records and returns.
+func (s *Status) Notify(ev rollout.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := ev.Progress.Rollout
+	m := s.msgs[r.ID]
+	if m == nil {
+		m = &statusMsg{id: r.ID, ts: r.MessageTS}
+		s.msgs[r.ID] = m
+	}
+	m.progress = ev.Progress
+	m.gen++
+	if m.ts == "" && r.MessageTS != "" {
+		m.ts = r.MessageTS
+	}
+	switch ev.Kind {
+	case rollout.EventStarted:
+		if m.ts != "" {
+			m.thread = append(m.thread, fmt.Sprintf("▶️ Rollout picked up again at %s: %s", stateWord(r), ev.Progress.Counts))
+		}
+	case rollout.EventStageStarted:
+		st := ev.Stage
+		line := fmt.Sprintf("▶️ Stage %d%%: %d hosts", st.Percent, st.End-max(st.Start, r.SegmentStart))
+		if at := rollout.HaltsAt(st.End-max(st.Start, r.SegmentStart), r.Settings.Threshold); at > 0 {
+			line += fmt.Sprintf(", halts at %d failed", at)
+		}
+		m.thread = append(m.thread, line)
+	case rollout.EventStageDone:
+		m.thread = append(m.thread, fmt.Sprintf("✅ Stage %d%% done: %d hosts, %d failed", ev.Stage.Percent, ev.Stage.Size(), ev.Progress.StageFailures))
+	case rollout.EventHostDone:
+		if ev.Host.Status.Failure() {
+			if m.hostReps < s.cfg.ThreadCap {
+				m.hostReps++
+				m.thread = append(m.thread, hostReply(*ev.Host))
+			} else {
+				m.more++
+			}
+		}
+	case rollout.EventHalting:
+		m.thread = append(m.thread, fmt.Sprintf("⏸ Halt requested by %s%s: no new host starts, %d in flight finish",
+			who(r.HaltRequestedBy), reasonSuffix(r.HaltReason), ev.Progress.Counts.Updating))
+	case rollout.EventEnded:
+		m.ended = true
+		if m.more > 0 {
+			m.thread = append(m.thread, fmt.Sprintf("… %d more failed or rolled-back hosts are not listed here: `/rollout status failed`", m.more))
+		}
+		m.thread = append(m.thread, endLine(&r, ev.Progress.Counts)+" — "+ev.Progress.Counts.String()+", "+elapsed(r, ev.At))
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes to Slack until ctx ends; then it makes a last attempt, for a
+// few seconds, to write the final state of ended rollouts.
+func (s *Status) Run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := s.step(ctx)
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.flush(fctx)
+			cancel()
+			return
+		case <-s.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// flush writes what is pending, waiting out short rate limits, until ctx ends.
+func (s *Status) flush(ctx context.Context) {
+	for {
+		next := s.step(ctx)
+		if next.IsZero() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// step does the Slack calls that are due and returns when the next one will
+// be, or the zero time when nothing is pending.
+func (s *Status) step(ctx context.Context) time.Time {
+	s.mu.Lock()
+	ids := make([]int64, 0, len(s.msgs))
+	for id := range s.msgs {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	var next time.Time
+	due := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, id := range ids {
+		if t := s.stepMsg(ctx, id); !t.IsZero() {
+			due(t)
+		}
+	}
+	return next
+}
+
+func (s *Status) stepMsg(ctx context.Context, id int64) time.Time {
+	now := time.Now()
+	s.mu.Lock()
+	m := s.msgs[id]
+	ts, prog, gen, needPin := m.ts, m.progress, m.gen, m.needPin
+	s.mu.Unlock()
+
+	if ts == "" {
+		return s.post(ctx, m, prog, gen, now)
+	}
+	var next time.Time
+	due := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if needPin {
+		if w := s.wait("pins.add", now); !w.IsZero() {
+			due(w)
+		} else if err := s.pin(ctx, id, ts); isRateLimit(err) {
+			due(s.rateLimited("pins.add", err))
+		} else {
+			if err != nil {
+				s.log.WarnContext(ctx, "pin status message", "rollout_id", id, "err", err)
+			}
+			s.mu.Lock()
+			m.needPin = false
+			s.mu.Unlock()
+		}
+	}
+	due(s.edit(ctx, m, ts, now))
+	due(s.replies(ctx, m, ts))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.ended && m.written == m.gen && !m.needPin && len(m.thread) == 0 {
+		delete(s.msgs, id)
+		return time.Time{}
+	}
+	return next
+}
+
+// post posts a rollout's status message and records where it is.
+func (s *Status) post(ctx context.Context, m *statusMsg, prog rollout.Progress, gen int, now time.Time) time.Time {
+	if now.Before(m.nextPost) {
+		return m.nextPost
+	}
+	if t := s.wait("chat.postMessage", now); !t.IsZero() {
+		return t
+	}
+	blocks, text := statusBlocks(prog, now)
+	_, ts, err := s.api.PostMessageContext(ctx, s.cfg.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+	if err != nil {
+		return s.postFailed(ctx, m, err)
+	}
+	s.mu.Lock()
+	m.ts, m.needPin, m.written = ts, true, gen
+	m.nextEdit = now.Add(s.cfg.EditInterval)
+	s.mu.Unlock()
+	if err := s.store.SetStatusMessage(ctx, m.id, s.cfg.Channel, ts); err != nil {
+		s.log.WarnContext(ctx, "record status message", "rollout_id", m.id, "err", err)
+	}
+	return now
+}
+
+// edit rewrites the message with the latest progress when it changed and
+// the edit interval has passed; it returns when it next wants to run.
+func (s *Status) edit(ctx context.Context, m *statusMsg, ts string, now time.Time) time.Time {
+	s.mu.Lock()
+	dirty, editAt := m.gen != m.written, m.nextEdit
+	prog, gen := m.progress, m.gen
+	s.mu.Unlock()
+	if !dirty {
+		return time.Time{}
+	}
+	if w := s.wait("chat.update", now); w.After(editAt) {
+		editAt = w
+	}
+	if now.Before(editAt) {
+		return editAt
+	}
+	blocks, text := statusBlocks(prog, now)
+	_, _, _, err := s.api.UpdateMessageContext(ctx, s.cfg.Channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.nextEdit = time.Now().Add(s.cfg.EditInterval)
+	switch {
+	case err == nil:
+		m.written = gen
+	case isRateLimit(err):
+		m.nextEdit = s.rateLimitedLocked("chat.update", err)
+	default:
+		s.log.WarnContext(ctx, "edit status message", "rollout_id", m.id, "err", err)
+	}
+	if m.gen != m.written {
+		return m.nextEdit
+	}
+	return time.Time{}
+}
+
+// replies posts the thread replies that are due, one per reply interval.
+func (s *Status) replies(ctx context.Context, m *statusMsg, ts string) time.Time {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		if len(m.thread) == 0 {
+			s.mu.Unlock()
+			return time.Time{}
+		}
+		reply, at := m.thread[0], s.nextRep
+		s.mu.Unlock()
+		if w := s.wait("chat.postMessage", time.Now()); w.After(at) {
+			at = w
+		}
+		if time.Now().Before(at) {
+			return at
+		}
+		_, _, err := s.api.PostMessageContext(ctx, s.cfg.Channel, slack.MsgOptionTS(ts), slack.MsgOptionText(reply, false))
+		s.mu.Lock()
+		s.nextRep = time.Now().Add(s.cfg.ReplyInterval)
+		switch {
+		case err == nil:
+			m.thread = m.thread[1:]
+		case isRateLimit(err):
+			s.rateLimitedLocked("chat.postMessage", err)
+		default:
+			s.log.WarnContext(ctx, "thread reply dropped", "rollout_id", m.id, "err", err)
+			m.thread = m.thread[1:]
+		}
+		s.mu.Unlock()
+	}
+	return time.Time{}
+}
+
+// postFailed handles a status message that could not be posted: rate limits
+// are waited out; other errors (not in the channel, say) are logged clearly,
+// reported once, and retried every 30 s in case someone fixes them.
+func (s *Status) postFailed(ctx context.Context, m *statusMsg, err error) time.Time {
+	if isRateLimit(err) {
+		return s.rateLimited("chat.postMessage", err)
+	}
+	s.mu.Lock()
+	m.postErr = err
+	m.nextPost = time.Now().Add(30 * time.Second)
+	first := !m.errorSent
+	m.errorSent = true
+	r := m.progress.Rollout
+	s.mu.Unlock()
+	if first {
+		s.log.ErrorContext(ctx, "cannot post the rollout status message; the rollout goes on without it",
+			"rollout_id", m.id, "channel", s.cfg.Channel, "err", err, "hint", postHint(err, s.cfg.Channel))
+		if s.cfg.OnPostError != nil {
+			s.cfg.OnPostError(r, err)
+		}
+	}
+	return m.nextPost
+}
+
+func postHint(err error, channel string) string {
+	switch slackError(err) {
+	case "not_in_channel":
+		return fmt.Sprintf("invite the bot to <#%s> (/invite @rolloutbot) or give it chat:write.public", channel)
+	case "channel_not_found":
+		return "slack.channel is not a channel the bot can see: use the channel ID (C…), and groups:read for private channels"
+	case "missing_scope":
+		return "the Slack app lacks a scope: reinstall it from deploy/slack-app-manifest.yaml"
+	}
+	return ""
+}
+
+// pin pins ts and unpins the previous rollout's message, so only the
+// current rollout's message stays pinned.
+func (s *Status) pin(ctx context.Context, id int64, ts string) error {
+	if err := s.api.AddPinContext(ctx, s.cfg.Channel, slack.NewRefToMessage(s.cfg.Channel, ts)); err != nil && slackError(err) != "already_pinned" {
+		return err
+	}
+	rs, err := s.store.Rollouts(ctx, 10)
+	if err != nil {
+		return nil // unpinning is best effort
+	}
+	for _, r := range rs {
+		if r.ID < id && r.MessageTS != "" && r.MessageTS != ts {
+			err := s.api.RemovePinContext(ctx, r.Channel, slack.NewRefToMessage(r.Channel, r.MessageTS))
+			if err != nil && slackError(err) != "no_pin" && slackError(err) != "message_not_found" {
+				s.log.WarnContext(ctx, "unpin previous status message", "rollout_id", r.ID, "err", err)
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// wait returns when method may be called again after a 429, or zero.
+func (s *Status) wait(method string, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.blocked[method]; now.Before(t) {
+		return t
+	}
+	return time.Time{}
+}
+
+func (s *Status) rateLimited(method string, err error) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rateLimitedLocked(method, err)
+}
+
+func (s *Status) rateLimitedLocked(method string, err error) time.Time {
+	var rl *slack.RateLimitedError
+	wait := 5 * time.Second
+	if errors.As(err, &rl) && rl.RetryAfter > 0 {
+		wait = rl.RetryAfter
+	}
+	t := time.Now().Add(wait)
+	s.blocked[method] = t
+	s.log.Info("Slack rate limit; waiting", "method", method, "retry_after", wait)
+	return t
+}
+
+func isRateLimit(err error) bool {
+	var rl *slack.RateLimitedError
+	return errors.As(err, &rl)
+}
+
+// slackError is the Slack error code of err ("not_in_channel"), or "".
+func slackError(err error) string {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
