@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -185,15 +184,24 @@ func (e *env) waitRollout(what string, cond func(*rollout.Rollout) bool) *rollou
 func (e *env) ephemeral(who, want string) string {
 	e.t.Helper()
 	var found string
-	e.waitFor(fmt.Sprintf("an ephemeral to %s saying %q", who, want), func() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := e.slack.WaitFor(ctx, func() bool {
 		for _, m := range e.slack.Ephemerals(channel, who) {
-			if text := m.Text + string(m.Blocks); strings.Contains(text, want) {
+			if text := m.Text + "\n" + blockText(m.Blocks); strings.Contains(text, want) {
 				found = text
 				return true
 			}
 		}
 		return false
 	})
+	if err != nil {
+		var got []string
+		for _, m := range e.slack.Ephemerals(channel, who) {
+			got = append(got, m.Text)
+		}
+		e.t.Fatalf("no ephemeral to %s saying %q; got %q", who, want, got)
+	}
 	return found
 }
 

@@ -249,11 +249,14 @@ func (e *Engine) halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	}
 	e.log.InfoContext(ctx, "halt requested", "rollout_id", r.ID, "actor", req.Actor, "reason", req.Reason)
 	e.mu.Lock()
-	local := e.runs[r.ID]
+	local, starting := e.runs[r.ID]
 	e.mu.Unlock()
-	if local != nil {
+	switch {
+	case local != nil:
 		local.requestHalt(req.Actor, req.Reason)
 		return r, nil
+	case starting || r.Owner == e.cfg.Owner:
+		return r, nil // about to be driven here: the run reads the request from the store
 	}
 	// Nobody here drives it: if nobody anywhere does, end it ourselves.
 	claimed, err := e.cfg.Store.ClaimRollout(ctx, r.ID, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
@@ -374,27 +377,28 @@ func (e *Engine) Serve(ctx context.Context) error {
 	defer wg.Wait()
 	tick := time.NewTicker(2 * e.cfg.PollInterval)
 	defer tick.Stop()
-	waiting := int64(0) // the rollout we last saw leased elsewhere, to log it once
+	var mu sync.Mutex
+	waiting := int64(0) // the rollout last seen leased elsewhere, to log it once
 	for {
 		r, err := e.cfg.Store.ActiveRollout(ctx)
 		switch {
-		case err == nil && !e.driving(r.ID):
-			if _, err := e.cfg.Store.ClaimRollout(ctx, r.ID, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL); err == nil {
-				waiting = 0
-				wg.Go(func() {
-					if _, err := e.Run(ctx, r.ID); err != nil && ctx.Err() == nil {
-						e.log.ErrorContext(ctx, "drive rollout", "rollout_id", r.ID, "err", err)
+		case err == nil && e.reserve(r.ID):
+			wg.Go(func() {
+				defer e.unreserve(r.ID)
+				_, err := e.drive(ctx, r.ID)
+				switch {
+				case errors.Is(err, ErrLeaseLost):
+					mu.Lock()
+					if waiting != r.ID {
+						e.log.InfoContext(ctx, "rollout is driven by another process; taking over if its lease runs out",
+							"rollout_id", r.ID, "owner", r.Owner)
+						waiting = r.ID
 					}
-				})
-			} else if errors.Is(err, ErrLeaseLost) {
-				if waiting != r.ID {
-					e.log.InfoContext(ctx, "rollout is driven by another process; taking over if its lease runs out",
-						"rollout_id", r.ID, "owner", r.Owner)
-					waiting = r.ID
+					mu.Unlock()
+				case err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotRunning):
+					e.log.ErrorContext(ctx, "drive rollout", "rollout_id", r.ID, "err", err)
 				}
-			} else if ctx.Err() == nil {
-				e.log.WarnContext(ctx, "claim rollout", "rollout_id", r.ID, "err", err)
-			}
+			})
 		case err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil:
 			e.log.WarnContext(ctx, "look for an active rollout", "err", err)
 		}
@@ -407,10 +411,21 @@ func (e *Engine) Serve(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) driving(id int64) bool {
+// reserve marks rollout id as driven here, or reports that it already is.
+func (e *Engine) reserve(id int64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.runs[id] != nil
+	if _, ok := e.runs[id]; ok {
+		return false
+	}
+	e.runs[id] = nil // starting; drive fills it in
+	return true
+}
+
+func (e *Engine) unreserve(id int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.runs, id)
 }
 
 // Run drives rollout id until it completes, halts or fails, and returns it as
@@ -418,6 +433,14 @@ func (e *Engine) driving(id int64) bool {
 // hosts in flight finish within the grace period, releases the rollout for the
 // next start to resume, and returns ctx's error.
 func (e *Engine) Run(ctx context.Context, id int64) (*Rollout, error) {
+	if !e.reserve(id) {
+		return nil, fmt.Errorf("rollout #%d is already driven by this process", id)
+	}
+	defer e.unreserve(id)
+	return e.drive(ctx, id)
+}
+
+func (e *Engine) drive(ctx context.Context, id int64) (*Rollout, error) {
 	r, err := e.cfg.Store.ClaimRollout(ctx, id, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, fmt.Errorf("claim rollout #%d: %w", id, err)
@@ -431,17 +454,8 @@ func (e *Engine) Run(ctx context.Context, id int64) (*Rollout, error) {
 	}
 	ru := newRun(e, r, results)
 	e.mu.Lock()
-	if e.runs[id] != nil {
-		e.mu.Unlock()
-		return nil, fmt.Errorf("rollout #%d is already driven by this process", id)
-	}
 	e.runs[id] = ru
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.runs, id)
-		e.mu.Unlock()
-	}()
 	return ru.drive(ctx)
 }
 

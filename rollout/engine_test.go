@@ -359,10 +359,19 @@ func TestResumeAfterThresholdHalt(t *testing.T) {
 func TestStartRefusals(t *testing.T) {
 	h := newHarness(t, 3, settings([]int{100}, 1, 0))
 	ctx := context.Background()
-	for _, v := range []string{"v1; rm -rf /", "", strings.Repeat("9", 200)} {
+	for _, v := range []string{"v1; rm -rf /", strings.Repeat("9", 200)} {
 		if _, err := h.eng.Start(ctx, rollout.StartRequest{Version: v, Actor: "U1"}); !errors.Is(err, rollout.ErrInvalidVersion) {
 			t.Errorf("version %q: %v", v, err)
 		}
+	}
+	if _, err := h.eng.Start(ctx, rollout.StartRequest{Actor: "U1"}); !errors.Is(err, rollout.ErrNoVersion) {
+		t.Errorf("no version and no latest-version command: %v", err)
+	}
+	// The latest version is validated like any other.
+	latest := h.cfg
+	latest.Latest = func(context.Context) (string, error) { return "v9$(reboot)", nil }
+	if _, err := rollout.New(latest).Start(ctx, rollout.StartRequest{Actor: "U1"}); !errors.Is(err, rollout.ErrInvalidVersion) {
+		t.Errorf("invalid latest version: %v", err)
 	}
 	if rs, _ := h.db.Rollouts(ctx, 10); len(rs) != 0 || h.fleet.maxConn != 0 {
 		t.Fatalf("refused starts left %d rollouts and %d connections", len(rs), h.fleet.maxConn)

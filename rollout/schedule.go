@@ -1,0 +1,16 @@
+package rollout
+
+import "time"
+
+// Schedule starts a rollout when its cron spec comes due, in its time zone.
+type Schedule struct {
+	ID        int64
+	Name      string // set for schedules from the configuration file
+	Spec      string // five-field cron
+	TZ        string // IANA time zone, e.g. Europe/Berlin
+	Version   string // empty: the latest version when it comes due
+	CreatedBy string
+	Source    Source
+	CreatedAt time.Time
+	Next      time.Time // when it next comes due; computed, not stored
+}
