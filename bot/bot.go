@@ -423,3 +423,12 @@ func NewClient(botToken, appToken, apiURL string, hc *http.Client) *slack.Client
 	}
 	return slack.New(botToken, opts...)
 }
+
+// Announce posts text in the channel, for the scheduler.
+func (b *Bot) Announce(ctx context.Context, text string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, _, err := b.api.PostMessageContext(ctx, b.cfg.Channel, slack.MsgOptionText(text, false)); err != nil {
+		b.log.WarnContext(ctx, "announce in channel", "channel", b.cfg.Channel, "err", err, "text", text)
+	}
+}

@@ -12,5 +12,8 @@ type Schedule struct {
 	CreatedBy string
 	Source    Source
 	CreatedAt time.Time
-	Next      time.Time // when it next comes due; computed, not stored
+	// CheckedUntil is how far its due times were handled (run, skipped or
+	// reported missed); the next due time after it is the next to handle.
+	CheckedUntil time.Time
+	Next         time.Time // when it next comes due; computed, not stored
 }
