@@ -3,6 +3,8 @@ package sshrunner
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +25,9 @@ type knownHosts struct {
 	index    map[string][]ssh.PublicKey
 	complex  bool // hashed or wildcard entries exist: an index miss asks knownhosts
 	full     ssh.HostKeyCallback
-	disabled bool // @revoked or @cert-authority lines: always ask knownhosts
+	disabled bool          // @revoked or @cert-authority lines: always ask knownhosts
+	certs    bool          // @cert-authority lines: hosts may present certificates
+	probeKey ssh.PublicKey // a key no file lists, for probe
 }
 
 func loadKnownHosts(path string) (*knownHosts, error) {
@@ -49,6 +53,7 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 		}
 		if marker != "" {
 			k.disabled = true
+			k.certs = k.certs || marker == "@cert-authority"
 			continue
 		}
 		for _, h := range hosts {
@@ -57,6 +62,15 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 				continue
 			}
 			k.index[h] = append(k.index[h], key)
+		}
+	}
+	if k.complex || k.disabled {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		if k.probeKey, err = ssh.NewPublicKey(pub); err != nil {
+			return nil, err
 		}
 	}
 	return k, nil
@@ -93,7 +107,9 @@ func (k *knownHosts) keysFor(addr string) []ssh.PublicKey {
 func (h *hostCheck) algorithms() []string {
 	var keys []ssh.PublicKey
 	if h.r.known != nil {
-		keys = h.r.known.keysFor(h.addr)
+		if keys = h.r.known.keysFor(h.addr); len(keys) == 0 {
+			keys = h.r.known.probe(h.addr)
+		}
 	}
 	if len(keys) == 0 && h.pinned != "" {
 		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.pinned)); err == nil {
@@ -109,6 +125,28 @@ func (h *hostCheck) algorithms() []string {
 		}
 	}
 	return algos
+}
+
+// probe returns the keys knownhosts lists for addr in entries the index
+// does not hold (hashed, wildcard): it checks a key no file lists, and the
+// refusal names the keys wanted. Without this a server with several host
+// keys presents the kind x/crypto prefers (ECDSA), not the one listed, and
+// the check fails as a changed key. Files with @cert-authority lines are
+// left alone: a host may present a certificate.
+func (k *knownHosts) probe(addr string) []ssh.PublicKey {
+	if k.probeKey == nil || k.certs {
+		return nil
+	}
+	// The remote address is only parsed: knownhosts matches addr first.
+	var ke *knownhosts.KeyError
+	if !errors.As(k.full(addr, &net.TCPAddr{IP: net.IPv4zero}, k.probeKey), &ke) {
+		return nil
+	}
+	keys := make([]ssh.PublicKey, 0, len(ke.Want))
+	for _, w := range ke.Want {
+		keys = append(keys, w.Key)
+	}
+	return keys
 }
 
 func (h *hostCheck) check(hostname string, remote net.Addr, key ssh.PublicKey) error {

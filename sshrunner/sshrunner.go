@@ -14,8 +14,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -125,9 +127,7 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 		}
 		signers = append(signers, s)
 	}
-	if len(signers) > 0 {
-		r.auth = append(r.auth, ssh.PublicKeys(signers...))
-	}
+	var ag agent.ExtendedAgent
 	if cfg.UseAgent {
 		sock := os.Getenv("SSH_AUTH_SOCK")
 		if sock == "" {
@@ -138,11 +138,24 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 			return nil, fmt.Errorf("ssh.agent: %w", err)
 		}
 		r.agentNC = nc
-		r.auth = append(r.auth, ssh.PublicKeysCallback(agent.NewClient(nc).Signers))
+		ag = agent.NewClient(nc)
 	}
-	if len(r.auth) == 0 {
+	if len(signers) == 0 && ag == nil {
 		return nil, errors.New("ssh.key_file: no key file and no agent: give one of them")
 	}
+	// One publickey method offers the file's key and the agent's: x/crypto
+	// tries each method name once, so a second publickey method would never
+	// be tried after the first one's keys were refused.
+	r.auth = []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+		if ag == nil {
+			return signers, nil
+		}
+		fromAgent, err := ag.Signers()
+		if err != nil && len(signers) == 0 {
+			return nil, fmt.Errorf("ssh-agent: %w", err)
+		}
+		return append(slices.Clip(signers), fromAgent...), nil
+	})}
 	if cfg.KnownHostsFile != "" {
 		k, err := loadKnownHosts(cfg.KnownHostsFile)
 		if err != nil {
@@ -202,6 +215,7 @@ func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, err
 		HostKeyAlgorithms: hk.algorithms(),
 		Timeout:           r.cfg.ConnectTimeout,
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
 	defer cancel()
 	d := net.Dialer{}
@@ -220,7 +234,11 @@ func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, err
 		if hk.err != nil {
 			return nil, hk.err
 		}
-		if ctx.Err() != nil {
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("ssh handshake with %s: %w", addr, parent.Err())
+		}
+		// The socket deadline and ctx's timer expire together; either may win.
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, fmt.Errorf("ssh handshake with %s: no answer within %s", addr, r.cfg.ConnectTimeout)
 		}
 		return nil, fmt.Errorf("ssh handshake with %s as %s: %w", addr, user, err)
@@ -323,8 +341,41 @@ func (c *conn) Rollback(ctx context.Context, version string) (string, error) {
 // run executes cmd in a new session within the command timeout and returns
 // the tail of its combined output; stdout, when given, also gets the stdout.
 func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.CommandTimeout)
+	defer cancel()
+	// A host that went silent acknowledges neither a new session nor the
+	// kill of a running one: once ctx is done, give it killGrace, then drop
+	// the connection so that the step returns.
+	returned := make(chan struct{})
+	defer close(returned)
+	var dropped atomic.Bool
+	defer context.AfterFunc(ctx, func() {
+		t := time.NewTimer(killGrace)
+		defer t.Stop()
+		select {
+		case <-returned:
+		case <-t.C:
+			dropped.Store(true)
+			c.r.log.Warn("ssh host did not end the stopped command; closing the connection", "host", c.addr, "grace", killGrace)
+			c.client.Close()
+		}
+	})()
+	stopped := func() error {
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s", c.r.cfg.CommandTimeout)
+		}
+		if dropped.Load() {
+			return fmt.Errorf("%w (closed: %s did not end the command within %s of being stopped): %w", rollout.ErrConnLost, c.addr, killGrace, err)
+		}
+		return err
+	}
+
 	sess, err := c.client.NewSession()
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", stopped()
+		}
 		return "", fmt.Errorf("%w: open session on %s: %w", rollout.ErrConnLost, c.addr, err)
 	}
 	defer sess.Close()
@@ -334,18 +385,13 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 	if stdout != nil {
 		sess.Stdout = io.MultiWriter(stdout, tail)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.CommandTimeout)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
 		_ = sess.Signal(ssh.SIGKILL)
 		sess.Close()
 	})
 	err = sess.Run(cmd)
 	if !stop() {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return tail.String(), fmt.Errorf("timed out after %s", c.r.cfg.CommandTimeout)
-		}
-		return tail.String(), ctx.Err()
+		return tail.String(), stopped()
 	}
 	var exit *ssh.ExitError
 	var missing *ssh.ExitMissingError
@@ -363,6 +409,10 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 		return tail.String(), err
 	}
 }
+
+// killGrace is how long a host may take to end a stopped command before its
+// connection is dropped.
+const killGrace = time.Second
 
 // tailBuffer keeps the last max bytes written to it. Stdout and stderr are
 // copied into it by two goroutines, hence the lock.

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/config"
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/sshrunner/fleetsim"
+	"github.com/rolloutbot/rolloutbot/store"
+	"github.com/rolloutbot/rolloutbot/store/pgtest"
+)
+
+var pg pgtest.Server
+
+// TestMain doubles as the rolloutbot binary: a child started with
+// ROLLOUTBOT_RUN_MAIN=1 runs main() instead of the tests, so the crash and
+// shutdown tests kill and signal a real process running the real program.
+func TestMain(m *testing.M) {
+	if os.Getenv("ROLLOUTBOT_RUN_MAIN") == "1" {
+		os.Args = append([]string{"rolloutbot"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
+// fixture is a simulated fleet with the files a rolloutbot process needs to
+// reach it: key, known_hosts, inventory and a configuration.
+type fixture struct {
+	t     *testing.T
+	dir   string
+	cfg   string
+	fleet *fleetsim.Fleet
+	env   []string
+}
+
+type fixtureOptions struct {
+	hosts   int
+	latency time.Duration
+	dbURL   string // empty: the embedded store in dir
+	extra   string // more YAML for the configuration
+}
+
+func newFixture(t *testing.T, o fixtureOptions) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	fleet, err := fleetsim.Start(ctx, fleetsim.Options{Hosts: o.hosts, Latency: o.latency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fleet.Close() })
+	dir := t.TempDir()
+	if err := fleet.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	var hosts []rollout.Host
+	for _, h := range fleet.Hosts() {
+		hosts = append(hosts, rollout.Host{ID: h.Name, Address: h.Address, Port: h.Port})
+	}
+	f, err := os.Create(filepath.Join(dir, "hosts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config.WriteHostsYAML(f, hosts); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cfg := fmt.Sprintf(`state_dir: state
+inventory:
+  source: file
+  file: hosts.yaml
+ssh:
+  user: fleet
+  key_file: client_ed25519
+  known_hosts: known_hosts
+  command_timeout: 10s
+rollout:
+  pause: 0s
+  concurrency: 3
+  health_timeout: 1s
+  health_interval: 100ms
+  lease_ttl: 1s
+  shutdown_grace: 10s
+recipe:
+  version: %q
+  update: %q
+  health: %q
+  rollback: %q
+%s`, simRecipe.Version, simRecipe.Update, simRecipe.Health, simRecipe.Rollback, o.extra)
+	path := filepath.Join(dir, "rolloutbot.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{t: t, dir: dir, cfg: path, fleet: fleet}
+	if o.dbURL != "" {
+		fx.env = append(fx.env, "DATABASE_URL="+o.dbURL)
+	}
+	return fx
+}
+
+// child starts rolloutbot with args in a child process.
+func (f *fixture) child(args ...string) *child {
+	f.t.Helper()
+	cmd := exec.Command(os.Args[0], append(args, "--config", f.cfg)...)
+	cmd.Env = append(append(os.Environ(), "ROLLOUTBOT_RUN_MAIN=1"), f.env...)
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &c.out, &c.out
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	go func() { c.err = cmd.Wait(); close(c.done) }()
+	f.t.Cleanup(func() { _ = cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+type child struct {
+	cmd  *exec.Cmd
+	out  syncBuffer
+	err  error
+	done chan struct{}
+}
+
+// wait waits, at most 60 s, for the child to exit, and returns its exit code.
+func (c *child) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("child did not exit; output:\n%s", c.out.String())
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// run runs rolloutbot to its end and returns its exit code and output.
+func (f *fixture) run(args ...string) (int, string) {
+	f.t.Helper()
+	c := f.child(args...)
+	code := c.wait(f.t)
+	return code, c.out.String()
+}
+
+// waitUpdates waits, at most 30 s, until the fleet has seen n update commands.
+func (f *fixture) waitUpdates(n int64) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for tick := time.NewTicker(5 * time.Millisecond); f.fleet.Totals().Updates < n; <-tick.C {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("the fleet saw %d updates, waiting for %d", f.fleet.Totals().Updates, n)
+		}
+	}
+}
+
+func (f *fixture) store() *store.DB {
+	f.t.Helper()
+	dsn := "sqlite:" + filepath.Join(f.dir, "state", "rolloutbot.db")
+	for _, e := range f.env {
+		if u, ok := strings.CutPrefix(e, "DATABASE_URL="); ok {
+			dsn = u
+		}
+	}
+	db, err := store.Open(context.Background(), dsn, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(db.Close)
+	return db
+}
+
+// assertEachHostOnce checks that every host runs v2, updated exactly once,
+// and that the store has every result of a completed rollout.
+func (f *fixture) assertEachHostOnce() {
+	f.t.Helper()
+	for _, h := range f.fleet.Hosts() {
+		if st := f.fleet.Stats(h.Index); st.Updates != 1 || f.fleet.Version(h.Index) != "v2" {
+			f.t.Errorf("%s: %d updates, runs %s", h.Name, st.Updates, f.fleet.Version(h.Index))
+		}
+	}
+	db := f.store()
+	rs, err := db.Rollouts(context.Background(), 10)
+	if err != nil || len(rs) != 1 || rs[0].State != rollout.StateCompleted {
+		f.t.Fatalf("rollouts: %v %+v", err, rs)
+	}
+	results, _ := db.HostResults(context.Background(), rs[0].ID)
+	for _, hr := range results {
+		if hr.Status != rollout.StatusSuccess || hr.NewVersion != "v2" || hr.PrevVersion != "v1" || hr.FinishedAt.IsZero() {
+			f.t.Errorf("result of %s: %+v", hr.Host.ID, hr)
+		}
+	}
+}
+
+// A rollout killed with SIGKILL mid-stage is finished by the next start,
+// every host updated exactly once and every result stored.
+func TestCrashAndResume(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			o := fixtureOptions{hosts: 30, latency: 20 * time.Millisecond}
+			if backend == "postgres" {
+				o.dbURL = pg.NewDatabase(t)
+			}
+			f := newFixture(t, o)
+			c := f.child("rollout", "start", "v2")
+			f.waitUpdates(8)
+			if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			c.wait(t)
+			killedAt := f.fleet.Totals().Updates
+			if killedAt >= 30 {
+				t.Fatalf("the rollout finished before the kill")
+			}
+			code, out := f.run("rollout", "resume")
+			if code != 0 {
+				t.Fatalf("resume exited %d:\n%s", code, out)
+			}
+			if !strings.Contains(out, "completed") {
+				t.Errorf("resume output:\n%s", out)
+			}
+			f.assertEachHostOnce()
+		})
+	}
+}
+
+// Two processes race to start a rollout on one PostgreSQL: exactly one wins.
+func TestTwoProcessesRaceToStart(t *testing.T) {
+	f := newFixture(t, fixtureOptions{hosts: 5, dbURL: pg.NewDatabase(t)})
+	f.run("migrate") // so the race is about the rollout, not the schema
+	var wg sync.WaitGroup
+	codes, outs := make([]int, 2), make([]string, 2)
+	for i := range 2 {
+		wg.Go(func() { codes[i], outs[i] = f.run("rollout", "start", "v2") })
+	}
+	wg.Wait()
+	wins := 0
+	for i, code := range codes {
+		switch {
+		case code == 0:
+			wins++
+		case code != 1 || !strings.Contains(outs[i], "is already running"):
+			t.Errorf("loser exited %d:\n%s", code, outs[i])
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d winners:\n%s\n---\n%s", wins, outs[0], outs[1])
+	}
+	f.assertEachHostOnce()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
