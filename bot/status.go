@@ -433,3 +433,10 @@ func slackError(err error) string {
 	}
 	return ""
 }
+
+// Idle reports whether every status message is written: nothing is pending.
+func (s *Status) Idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs) == 0
+}

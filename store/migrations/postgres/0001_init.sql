@@ -60,7 +60,7 @@ CREATE TABLE rollout_hosts (
 	started_at   TIMESTAMPTZ,
 	finished_at  TIMESTAMPTZ,
 	PRIMARY KEY (rollout_id, idx)
-);
+) WITH (fillfactor = 50); -- room on each page, so a host's status updates are HOT updates that touch no index
 
 CREATE INDEX rollout_hosts_host ON rollout_hosts (rollout_id, host_id);
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the servers the tests talk to when they are missing: OpenSSH's sshd
+# and PostgreSQL (the tests start their own throwaway PostgreSQL; nothing is
+# left running). Debian and Ubuntu; elsewhere it says what to install.
+set -euo pipefail
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+[ ${#need[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "the tests need: ${need[*]} — install them with your package manager" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "installing ${need[*]} for the tests"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
