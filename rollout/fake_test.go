@@ -22,18 +22,19 @@ type fleet struct {
 	version   map[string]string
 	initial   map[string]string
 	behavior  map[string]string // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
-	gates     map[string]chan struct{}
-	gateAll   bool
+	gates     map[string]chan struct{} // hold an update
+	vgates    map[string]chan struct{} // hold the version read, before the update is recorded
 	updates   map[string]int
 	started   []string // hosts in the order their update began
 	connected int      // connections open now
-	maxConn   int
-	healthRun int
+	maxConn      int
+	healthRun    int
+	versionReads int
 }
 
 func newFleet() *fleet {
 	return &fleet{changed: make(chan struct{}), version: map[string]string{}, initial: map[string]string{},
-		behavior: map[string]string{}, gates: map[string]chan struct{}{}, updates: map[string]int{}}
+		behavior: map[string]string{}, gates: map[string]chan struct{}{}, vgates: map[string]chan struct{}{}, updates: map[string]int{}}
 }
 
 func (f *fleet) signal() {
@@ -96,6 +97,18 @@ type fakeConn struct {
 }
 
 func (c *fakeConn) Version(ctx context.Context) (string, error) {
+	c.f.mu.Lock()
+	g := c.f.vgates[c.id]
+	c.f.versionReads++
+	c.f.signal()
+	c.f.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
 	return c.f.version[c.id], nil

@@ -1,0 +1,134 @@
+package rollout_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/store"
+	"github.com/rolloutbot/rolloutbot/store/pgtest"
+)
+
+var pg pgtest.Server
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pg.Stop()
+	os.Exit(code)
+}
+
+// logWatch is a log destination the test can wait on.
+type logWatch struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (l *logWatch) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return l.buf.Write(p)
+}
+
+func (l *logWatch) waitFor(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		l.mu.Lock()
+		ok, ch := strings.Contains(l.buf.String(), s), l.changed
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no log line with %q", s)
+		}
+	}
+}
+
+// The database goes away mid-rollout: no host's update starts while its start
+// cannot be recorded, results wait instead of being lost, and the rollout
+// carries on when the database is back.
+func TestDatabaseGoesAway(t *testing.T) {
+	proxy, dsn := pgtest.NewProxy(t, pg.NewDatabase(t))
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f := newFleet()
+	var hosts []rollout.Host
+	for i := range 8 {
+		id := fmt.Sprintf("h%03d", i)
+		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
+		f.version[id], f.initial[id] = "v1", "v1"
+		f.gate(id)
+	}
+	if err := db.PutHosts(ctx, hosts); err != nil {
+		t.Fatal(err)
+	}
+	order := rollout.Shuffle(hosts, 7)
+	logs := &logWatch{changed: make(chan struct{})}
+	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
+		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
+	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan runResult, 1)
+	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
+
+	// Two updates run; the third host is held at its version read, just
+	// before its start would be recorded.
+	f.waitFor(t, "2 updates in flight", func() bool { return len(f.started) == 2 })
+	third := order[2].ID
+	f.mu.Lock()
+	f.vgates[third] = make(chan struct{})
+	f.mu.Unlock()
+	f.release(order[0].ID)
+	f.waitFor(t, "the third host's version read", func() bool { return f.versionReads == 3 })
+
+	proxy.Cut()
+	close(f.vgates[third]) // its start now needs the database, which is away
+	f.release(order[1].ID) // a result that cannot be written yet
+	logs.waitFor(t, "store unavailable")
+	f.mu.Lock()
+	started, updates := len(f.started), f.updates[third]
+	f.mu.Unlock()
+	if started != 2 || updates != 0 {
+		t.Fatalf("during the outage %d updates started (want the 2 already recorded), the held host was updated %d times", started, updates)
+	}
+
+	proxy.Restore()
+	for _, h := range order[2:] {
+		f.release(h.ID)
+	}
+	res := <-done
+	if res.err != nil || res.r.State != rollout.StateCompleted {
+		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
+	}
+	logs.waitFor(t, "store is back")
+	results, err := db.HostResults(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hr := range results {
+		if hr.Status != rollout.StatusSuccess || f.updates[hr.Host.ID] != 1 {
+			t.Errorf("%s: %s after %d updates", hr.Host.ID, hr.Status, f.updates[hr.Host.ID])
+		}
+	}
+}
