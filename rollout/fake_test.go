@@ -17,16 +17,16 @@ import (
 // scripted failures, gates that hold a host's update until the test lets it
 // go, and counters for what was done to each host.
 type fleet struct {
-	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced on every change, for waiters
-	version   map[string]string
-	initial   map[string]string
-	behavior  map[string]string // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
-	gates     map[string]chan struct{} // hold an update
-	vgates    map[string]chan struct{} // hold the version read, before the update is recorded
-	updates   map[string]int
-	started   []string // hosts in the order their update began
-	connected int      // connections open now
+	mu           sync.Mutex
+	changed      chan struct{} // closed and replaced on every change, for waiters
+	version      map[string]string
+	initial      map[string]string
+	behavior     map[string]string        // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
+	gates        map[string]chan struct{} // hold an update
+	vgates       map[string]chan struct{} // hold the version read, before the update is recorded
+	updates      map[string]int
+	started      []string // hosts in the order their update began
+	connected    int      // connections open now
 	maxConn      int
 	healthRun    int
 	versionReads int
