@@ -244,3 +244,34 @@ func TestNotInChannel(t *testing.T) {
 		t.Errorf("log lacks a clear line:\n%s", logs)
 	}
 }
+
+// Workspace admins are admins only when configured so.
+func TestWorkspaceAdmins(t *testing.T) {
+	off := newEnv(t, envOptions{hosts: 2})
+	off.command(wsAdmin, "start v2")
+	off.ephemeral(wsAdmin, "Only rolloutbot admins can start")
+
+	on := newEnv(t, envOptions{hosts: 2, wsAdmins: true})
+	on.command(user, "start v2") // a plain member still is not
+	on.ephemeral(user, "Only rolloutbot admins can start")
+	on.command(wsAdmin, "start v2")
+	on.ephemeral(wsAdmin, "Started rollout #1")
+}
+
+// Only the current rollout's status message stays pinned.
+func TestOnlyTheCurrentRolloutIsPinned(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 2})
+	e.command(admin, "start v2")
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitFor("the first pin", func() bool { return len(e.slack.Pins(channel)) == 1 })
+	first := e.slack.Pins(channel)[0]
+	e.command(admin, "start v3")
+	r := e.waitRollout("the second completed", func(r *rollout.Rollout) bool { return r.ID == 2 && r.State == rollout.StateCompleted })
+	e.waitFor("the pin moved", func() bool {
+		pins := e.slack.Pins(channel)
+		return len(pins) == 1 && pins[0] == r.MessageTS
+	})
+	if first == r.MessageTS {
+		t.Fatal("both rollouts share a message")
+	}
+}

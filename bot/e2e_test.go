@@ -25,6 +25,7 @@ const (
 	admin   = "U0ADMIN"
 	user    = "U0USER"
 	groupie = "U0GROUPIE"
+	wsAdmin = "U0WSADMIN" // a workspace admin
 )
 
 // env is a bot wired as `serve` wires it, against a fake Slack and a
@@ -35,6 +36,7 @@ type env struct {
 	fleet   *fleetsim.Fleet
 	db      *store.DB
 	engine  *rollout.Engine
+	bot     *bot.Bot
 	logs    *syncBuffer
 	failing []string // ids of the hosts set to fail
 	cancel  context.CancelFunc
@@ -47,6 +49,7 @@ type envOptions struct {
 	failAt    map[int]fleetsim.Behavior // by position in the rollout's shuffled order
 	settings  rollout.Settings
 	notMember bool // the bot is not in the status channel
+	wsAdmins  bool // workspace admins are rolloutbot admins
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -60,6 +63,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.slack.AddUser(slackfake.User{ID: admin, Name: "alice"})
 	e.slack.AddUser(slackfake.User{ID: user, Name: "bob"})
 	e.slack.AddUser(slackfake.User{ID: groupie, Name: "carol"})
+	e.slack.AddUser(slackfake.User{ID: wsAdmin, Name: "dave", IsAdmin: true})
 	e.slack.AddUserGroup("S0OPS", "ops", groupie)
 	e.slack.AddChannel(channel, "ops", !o.notMember)
 	e.slack.AddChannel("C0RANDOM", "random", true)
@@ -106,7 +110,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 300 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond})
-	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}}, e.engine, e.db, e.db, status, log)
+	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins},
+		e.engine, e.db, e.db, status, log)
+	e.bot = b
 	for _, run := range []func(context.Context){
 		func(ctx context.Context) { _ = e.engine.Serve(ctx) },
 		status.Run,

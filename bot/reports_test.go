@@ -1,0 +1,121 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/schedule"
+	"github.com/rolloutbot/rolloutbot/sshrunner/fleetsim"
+)
+
+func TestReports(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 20, failAt: map[int]fleetsim.Behavior{5: fleetsim.HealthFails, 15: fleetsim.RollbackFails}})
+	e.command(admin, "start v2")
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+
+	e.command(user, "status")
+	got := e.ephemeral(user, "Rollout #1 · v2")
+	for _, want := range []string{"completed, 1 rolled back, 1 failed", "20/20", "`" + e.failing[0] + "`", "`" + e.failing[1] + "`"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+	e.command(user, "status failed")
+	got = e.ephemeral(user, "*Failures*")
+	if !strings.Contains(got, e.failing[0]) || !strings.Contains(got, "rolled back at health") || !strings.Contains(got, "failed at rollback") {
+		t.Errorf("status failed:\n%s", got)
+	}
+	e.command(user, "status "+e.failing[1])
+	got = e.ephemeral(user, "in rollout #1: *failed* at rollback")
+	if !strings.Contains(got, "Version: v1 → ") || !strings.Contains(got, "rollback to v1 failed") || !strings.Contains(got, "```") {
+		t.Errorf("status HOST:\n%s", got)
+	}
+	e.command(user, "status nope-17")
+	e.ephemeral(user, "`nope-17` is not part of rollout #1")
+	e.command(user, "history 3")
+	e.ephemeral(user, "#1 `v2`")
+	e.command(user, "hosts")
+	got = e.ephemeral(user, "*20 active hosts*")
+	if !strings.Contains(got, "`v2` × 18") || !strings.Contains(got, "`v1` × 1") {
+		t.Errorf("hosts:\n%s", got)
+	}
+}
+
+func TestScheduleCommands(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 2})
+	sched := schedule.New(schedule.Config{Store: e.db, Engine: e.engine, Announcer: e.bot, Owner: "test"})
+	e.bot.SetSchedules(sched)
+	e.command(user, `schedule add "0 3 * * 1-5" v2 Europe/Berlin`)
+	e.ephemeral(user, "Only rolloutbot admins can schedule add")
+	e.command(admin, `schedule add "0 3 * * 1-5" v2 Europe/Berlin`)
+	got := e.ephemeral(admin, "Schedule #1 added")
+	if !strings.Contains(got, "Europe/Berlin") || !strings.Contains(got, "Next run") {
+		t.Errorf("add:\n%s", got)
+	}
+	e.command(admin, `schedule add "0 3 * * *" v2 Mars/Olympus`)
+	e.ephemeral(admin, `unknown time zone "Mars/Olympus"`)
+	e.command(user, "schedule list")
+	e.ephemeral(user, "#1 `0 3 * * 1-5` Europe/Berlin, `v2`")
+	e.command(admin, "schedule remove 1")
+	e.ephemeral(admin, "Schedule #1 removed")
+	e.command(admin, "schedule remove 1")
+	e.ephemeral(admin, "There is no schedule #1")
+	// A due schedule is announced in the channel.
+	e.bot.Announce(context.Background(), "🗓 test announcement")
+	e.waitFor("the announcement", func() bool {
+		for _, m := range e.slack.Messages(channel) {
+			if strings.Contains(m.Text, "test announcement") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// A large fleet with many failures still fits Block Kit's limits: the fake
+// Slack refuses messages past them, so every post and edit must go through.
+func TestBlockKitLimitsAtScale(t *testing.T) {
+	fail := map[int]fleetsim.Behavior{}
+	for i := 0; i < 300; i += 3 {
+		fail[i] = fleetsim.UpdateFails
+	}
+	e := newEnv(t, envOptions{hosts: 300, failAt: fail,
+		settings: rollout.Settings{Stages: []int{100}, Concurrency: 20, Threshold: 100}})
+	e.command(admin, "start v2")
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitFor("the final status", e.rolloutEnded)
+	m, _ := e.statusMessage()
+	text := blockText(m.Blocks)
+	if !strings.Contains(text, "and 90 more — `/rollout status failed`") {
+		t.Errorf("status message failures not cut:\n%s", text)
+	}
+	e.command(user, "status failed")
+	got := e.ephemeral(user, "*Failures*")
+	for _, id := range e.failing {
+		if !strings.Contains(got, "`"+id+"`") {
+			t.Errorf("status failed does not list %s", id)
+		}
+	}
+	for _, c := range e.slack.CallLog() {
+		if c.Error != "" {
+			t.Errorf("%s answered %s", c.Method, c.Error)
+		}
+	}
+	// Per-host thread replies stop at the cap, with one "and N more".
+	e.waitFor("the summary", func() bool {
+		rs := e.slack.Replies(channel, m.TS)
+		return len(rs) > 0 && strings.Contains(rs[len(rs)-1].Text, "Completed")
+	})
+	hostReplies, more := 0, false
+	for _, r := range e.slack.Replies(channel, m.TS) {
+		if strings.Contains(r.Text, "rolled back at *update*") {
+			hostReplies++
+		}
+		more = more || strings.Contains(r.Text, "75 more failed or rolled-back hosts")
+	}
+	if hostReplies != 25 || !more {
+		t.Errorf("%d host replies (want the cap, 25) and more=%v", hostReplies, more)
+	}
+}
