@@ -225,9 +225,14 @@ func hostReply(hr rollout.HostResult) string {
 		escape(clipLine(hr.Host.ID, 80)), escape(hr.Host.Addr()), strings.ReplaceAll(string(hr.Status), "_", " "), hr.Step,
 		escape(clipLine(hr.Error, 600)))
 	if out := tailLines(hr.Output, 12, 1500); out != "" {
-		fmt.Fprintf(&b, "\n```%s```", strings.ReplaceAll(out, "```", "ˋˋˋ"))
+		b.WriteString("\n" + codeBlock(out))
 	}
 	return fitText(b.String(), maxSectionText)
+}
+
+// codeBlock fences s as preformatted text; a fence inside s cannot end it.
+func codeBlock(s string) string {
+	return "```" + strings.ReplaceAll(s, "```", "ˋˋˋ") + "```"
 }
 
 // tailLines keeps the last n lines of s, at most max bytes.

@@ -98,7 +98,7 @@ func hostDetail(r *rollout.Rollout, hr rollout.HostResult) string {
 		fmt.Fprintf(&b, "\nError: %s", escape(clipLine(hr.Error, 1000)))
 	}
 	if out := tailLines(hr.Output, 20, 2000); out != "" {
-		fmt.Fprintf(&b, "\n```%s```", strings.ReplaceAll(out, "```", "ˋˋˋ"))
+		b.WriteString("\n" + codeBlock(out))
 	}
 	return b.String()
 }
