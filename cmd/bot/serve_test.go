@@ -123,9 +123,9 @@ func TestServeHealthAndMetrics(t *testing.T) {
 
 	_, body = get(t, "http://"+addr+"/metrics")
 	for name, want := range map[string]float64{
-		`rolloutbot_rollouts_total{outcome="completed"}`: 1,
-		`rolloutbot_hosts_total{status="success"}`:       6,
-		`rolloutbot_hosts_in_flight`:                     0,
+		`rolloutbot_rollouts_total{outcome="completed"}`:                                1,
+		`rolloutbot_hosts_total{status="success"}`:                                      6,
+		`rolloutbot_hosts_in_flight`:                                                    0,
 		`rolloutbot_host_update_duration_seconds_count{status="success",step="health"}`: 6,
 	} {
 		if got := metric(body, name); got != want {
