@@ -9,22 +9,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/schedule"
 	"github.com/rolloutbot/rolloutbot/sshrunner"
 )
 
 // Config is the whole configuration.
 type Config struct {
-	// DatabaseURL is PostgreSQL (postgres://…) for production; empty means an
-	// embedded SQLite file in StateDir. From DATABASE_URL.
+	// DatabaseURL is PostgreSQL (postgres://…) for production, or sqlite:PATH;
+	// empty means the embedded SQLite file in StateDir. From DATABASE_URL.
 	DatabaseURL string `yaml:"-"`
 	StateDir    string `yaml:"state_dir"`
 
@@ -49,7 +52,7 @@ type Rollout struct {
 	Stages         []int         `yaml:"stages"`
 	Concurrency    int           `yaml:"concurrency"`
 	Pause          time.Duration `yaml:"pause"`
-	Threshold      *int          `yaml:"threshold"`
+	Threshold      int           `yaml:"threshold"`
 	HealthTimeout  time.Duration `yaml:"health_timeout"`
 	HealthInterval time.Duration `yaml:"health_interval"`
 	LeaseTTL       time.Duration `yaml:"lease_ttl"`
@@ -124,7 +127,7 @@ func Default() Config {
 		StateDir: "rolloutbot-state",
 		Log:      Log{Level: "info", Format: "text"},
 		Rollout: Rollout{
-			Stages: []int{10, 50, 100}, Concurrency: 5, Pause: 10 * time.Second,
+			Stages: []int{10, 50, 100}, Concurrency: 5, Pause: 10 * time.Second, Threshold: 30,
 			HealthTimeout: 60 * time.Second, HealthInterval: 2 * time.Second,
 			LeaseTTL: 15 * time.Second, Grace: 30 * time.Second,
 		},
@@ -146,12 +149,13 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		defaultState := c.StateDir
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
-		c.resolvePaths(filepath.Dir(path))
+		c.resolvePaths(filepath.Dir(path), c.StateDir != defaultState)
 	}
 	if err := c.applyEnv(getenv); err != nil {
 		return nil, err
@@ -162,9 +166,14 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	return &c, nil
 }
 
-// resolvePaths makes file settings relative to the config file's directory.
-func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.StateDir, &c.SSH.KeyFile, &c.SSH.KnownHosts, &c.Inventory.File} {
+// resolvePaths makes file settings relative to the config file's directory;
+// the default state_dir stays relative to the working directory.
+func (c *Config) resolvePaths(dir string, stateSet bool) {
+	paths := []*string{&c.SSH.KeyFile, &c.SSH.KnownHosts, &c.Inventory.File}
+	if stateSet {
+		paths = append(paths, &c.StateDir)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -214,11 +223,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 
 // Settings are the rollout defaults as the engine takes them.
 func (c *Config) Settings() rollout.Settings {
-	s := rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause, Threshold: 30}
-	if c.Rollout.Threshold != nil {
-		s.Threshold = *c.Rollout.Threshold
-	}
-	return s
+	return rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause,
+		Threshold: c.Rollout.Threshold}
 }
 
 // Store is the store to open: DATABASE_URL, or the embedded file.
@@ -252,6 +258,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Rollout.LeaseTTL < time.Second {
 		add("rollout.lease_ttl: %s is under a second", c.Rollout.LeaseTTL)
+	}
+	if c.Rollout.Grace <= 0 {
+		add("rollout.shutdown_grace: %s must be positive", c.Rollout.Grace)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		add("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format: %q is not json or text", c.Log.Format)
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") &&
 		!strings.HasPrefix(c.DatabaseURL, "sqlite:") {
@@ -301,8 +317,8 @@ func (c *Config) Validate() error {
 	if !strings.HasSuffix(c.Slack.APIURL, "/") {
 		add("slack.api_url: %q must end with a slash", c.Slack.APIURL)
 	}
-	if c.Slack.EditInterval < 500*time.Millisecond {
-		add("slack.edit_interval: %s is under Slack's edit rate; use at least 1s", c.Slack.EditInterval)
+	if c.Slack.EditInterval < time.Second {
+		add("slack.edit_interval: %s is faster than Slack lets a message be edited; use at least 1s", c.Slack.EditInterval)
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {
@@ -312,17 +328,27 @@ func (c *Config) Validate() error {
 			add("%s.name: empty", name)
 		case seen[s.Name]:
 			add("%s.name: %q is used twice", name, s.Name)
-		case s.Cron == "":
+		}
+		seen[s.Name] = true
+		if s.Cron == "" {
 			add("%s.cron: empty", name)
+		} else if _, _, err := schedule.Parse(s.Cron, s.Timezone); err != nil {
+			add("%s.cron: %w", name, err)
+		}
+		switch {
 		case s.Version != "":
 			if err := rollout.ValidateVersion(s.Version); err != nil {
 				add("%s.version: %w", name, err)
 			}
+		case c.Rollout.LatestVersionCommand == "":
+			add("%s.version: none given, and rollout.latest_version_command is not set to find the latest", name)
 		}
-		seen[s.Name] = true
 	}
 	return errors.Join(errs...)
 }
+
+// channelID is a Slack channel ID: status messages are edited and pinned by ID.
+var channelID = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 
 // ValidateSlack checks the settings `serve` needs beyond the others.
 func (c *Config) ValidateSlack() error {
@@ -333,8 +359,8 @@ func (c *Config) ValidateSlack() error {
 	if !strings.HasPrefix(c.Slack.AppToken, "xapp-") {
 		errs = append(errs, errors.New("SLACK_APP_TOKEN: missing or not an app-level token (xapp-…)"))
 	}
-	if c.Slack.Channel == "" {
-		errs = append(errs, errors.New("slack.channel: the channel for status messages is not set"))
+	if !channelID.MatchString(c.Slack.Channel) {
+		errs = append(errs, fmt.Errorf("slack.channel: %q is not a channel ID (C… or G…; in Slack: channel details, at the bottom)", c.Slack.Channel))
 	}
 	if len(c.Slack.Admins) == 0 && len(c.Slack.AdminGroups) == 0 && !c.Slack.WorkspaceAdmins {
 		errs = append(errs, errors.New("slack.admins: nobody could start a rollout: name admins, admin_groups or set workspace_admins"))

@@ -72,11 +72,19 @@ func ParseHostsYAML(data []byte) ([]rollout.Host, error) {
 	}
 	c := newCollector()
 	for _, item := range list.Content {
+		// Decode the node itself, not a re-marshalled copy: its errors then
+		// name the line in the file. Node.Decode has no KnownFields, so
+		// unknown keys are looked for here.
+		if item.Kind == yaml.MappingNode {
+			for i := 0; i < len(item.Content); i += 2 {
+				if k := item.Content[i]; !yamlHostKeys[k.Value] {
+					return nil, fmt.Errorf("line %d: unknown key %q (want id, address, port, user, label, disabled)", k.Line, k.Value)
+				}
+			}
+		}
 		var yh yamlHost
-		dec := yaml.NewDecoder(bytes.NewReader(mustMarshal(item)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&yh); err != nil {
-			return nil, fmt.Errorf("line %d: %w", item.Line, err)
+		if err := item.Decode(&yh); err != nil {
+			return nil, err
 		}
 		if err := c.add(item.Line, rollout.Host(yh)); err != nil {
 			return nil, err
@@ -85,13 +93,7 @@ func ParseHostsYAML(data []byte) ([]rollout.Host, error) {
 	return c.hosts, nil
 }
 
-func mustMarshal(n *yaml.Node) []byte {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return nil
-	}
-	return b
-}
+var yamlHostKeys = map[string]bool{"id": true, "address": true, "port": true, "user": true, "label": true, "disabled": true}
 
 // ParseHostsCSV reads hosts with a header naming the columns: id and address
 // are required; port, user, label and disabled may follow in any order.

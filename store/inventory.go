@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -33,9 +34,15 @@ func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, q.URL)
+	// Parse first: pgx's parse errors and Redact can both show a password
+	// (keyword/value strings, ?password=); name only the host and port.
+	cfg, err := pgx.ParseConfig(q.URL)
 	if err != nil {
-		return nil, fmt.Errorf("inventory database %s: %w", Redact(q.URL), err)
+		return nil, errors.New("inventory database: the URL does not parse as a PostgreSQL connection string")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("inventory database %s:%d: %w", cfg.Host, cfg.Port, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
@@ -43,21 +50,24 @@ func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error)
 		return nil, fmt.Errorf("inventory query: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rows, err := tx.Query(ctx, q.Query)
+	// Every column in text format, as PostgreSQL prints it: a uuid id or an
+	// inet address then reads as it shows in psql, not as Go's binary value.
+	rows, err := tx.Query(ctx, q.Query, pgx.QueryResultFormats{pgx.TextFormatCode})
 	if err != nil {
 		return nil, fmt.Errorf("inventory query: %w", err)
 	}
 	defer rows.Close()
 	if n := len(rows.FieldDescriptions()); n != 5 {
+		rows.Close() // a query that failed has no columns: report why
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("inventory query: %w", err)
+		}
 		return nil, fmt.Errorf("inventory query returns %d columns; it must return id, address, port, user, label", n)
 	}
 	var out []rollout.Host
 	seen := map[string]bool{}
 	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			return nil, fmt.Errorf("inventory query: %w", err)
-		}
+		vals := rows.RawValues()
 		h := rollout.Host{ID: text(vals[0]), Address: text(vals[1]), User: text(vals[3]), Label: text(vals[4]), Port: 22}
 		if p := text(vals[2]); p != "" {
 			if h.Port, err = strconv.Atoi(p); err != nil {
@@ -79,9 +89,6 @@ func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error)
 	return out, nil
 }
 
-func text(v any) string {
-	if v == nil {
-		return ""
-	}
-	return strings.TrimSpace(fmt.Sprint(v))
+func text(v []byte) string {
+	return strings.TrimSpace(string(v)) // NULL is nil: ""
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -94,20 +95,32 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
-// Redact returns dsn with any password replaced, for messages and logs.
+// Redact returns dsn with any password replaced, for messages and logs: in
+// the URL's user part, in a password= query parameter, or in a keyword/value
+// connection string.
 func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(dsn, "@") {
-			return "(unparsable database URL)"
-		}
-		return dsn
+	if err != nil || u.Scheme == "" {
+		dsn = passwordURL.ReplaceAllString(dsn, "${1}xxxxx@")
+		return passwordKV.ReplaceAllString(dsn, "${1}xxxxx")
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }
+
+// passwordURL finds the password of a URL that does not parse.
+var passwordURL = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+
+// passwordKV finds the password of a keyword/value connection string.
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Close releases the connections.
 func (db *DB) Close() { db.b.close() }

@@ -373,3 +373,17 @@ func TestBadDatabaseURL(t *testing.T) {
 		t.Fatalf("unparsable URL: %v", err)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://bob:s3cret@db:5432/x":                 "postgres://bob:xxxxx@db:5432/x",
+		"postgres://bob@db/x?password=s3cret&sslmode=off": "postgres://bob@db/x?password=xxxxx&sslmode=off",
+		"host=db user=bob password=s3cret dbname=x":       "host=db user=bob password=xxxxx dbname=x",
+		"host=db password='s3 cret' dbname=x":             "host=db password=xxxxx dbname=x",
+		"sqlite:/var/lib/rolloutbot/r.db":                 "sqlite:/var/lib/rolloutbot/r.db",
+	} {
+		if got := store.Redact(in); got != want || strings.Contains(got, "s3") {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

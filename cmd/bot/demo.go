@@ -38,7 +38,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	pause := fs.Duration("pause", 2*time.Second, "pause between stages")
 	latency := fs.Duration("latency", 100*time.Millisecond, "simulated time each remote command takes (plus up to as much again)")
 	stateDir := fs.String("state", "", "keep the demo's store and files in this directory (default: a temporary one, removed)")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *n < 1 || *n > 20000 || *failShare < 0 || *failShare > 1 || *conc < 1 {

@@ -173,9 +173,6 @@ func TestDeployExampleConfig(t *testing.T) {
 			t.Errorf("schedule %s names no version and there is no latest_version_command", s.Name)
 		}
 	}
-	if cfg.Rollout.Threshold == nil {
-		t.Error("the example does not set rollout.threshold")
-	}
 
 	t.Run("every setting is in the example, with a comment", func(t *testing.T) {
 		var doc yaml.Node

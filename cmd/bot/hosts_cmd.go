@@ -21,7 +21,7 @@ func (m *Main) hostsCmd(ctx context.Context, args []string) error {
 	port := fs.Int("port", 22, "SSH port (add)")
 	user := fs.String("user", "", "SSH user, if not the configured one (add)")
 	label := fs.String("label", "", "free text, e.g. the customer (add)")
-	pos, err := parse(fs, args[1:])
+	pos, err := parse(fs, args[1:], -1)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (m *Main) printHosts(hosts []rollout.Host) {
 
 func (m *Main) migrate(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("migrate")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	db, err := m.storeOnly(ctx, *cfgPath)
@@ -132,7 +132,7 @@ func (m *Main) configCmd(ctx context.Context, args []string) error {
 	}
 	fs, cfgPath := m.flags("config check")
 	forServe := fs.Bool("serve", false, "also check what `serve` needs (Slack tokens, channel, admins)")
-	if _, err := parse(fs, args[1:]); err != nil {
+	if _, err := parse(fs, args[1:], 0); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*cfgPath)

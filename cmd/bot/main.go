@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/rolloutbot/rolloutbot/console"
@@ -69,8 +70,17 @@ Secrets come from the environment, each also as NAME_FILE: DATABASE_URL, SLACK_B
 SLACK_APP_TOKEN, SSH_KEY_PASSPHRASE, INVENTORY_DATABASE_URL.
 `
 
-// Run runs one command line.
+// Run runs one command line. A usage error is printed here, once, with what
+// is wrong; the caller only decides the exit code.
 func (m *Main) Run(ctx context.Context, args []string) error {
+	err := m.run(ctx, args)
+	if errors.Is(err, errUsage) && err != errUsage {
+		fmt.Fprintln(m.Stderr, "rolloutbot:", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+	}
+	return err
+}
+
+func (m *Main) run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(m.Stderr, usage)
 		return errUsage
@@ -107,8 +117,9 @@ func (m *Main) flags(name string) (*flag.FlagSet, *string) {
 	return fs, cfg
 }
 
-// parse parses args, allowing flags after positional arguments too.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+// parse parses args, allowing flags after positional arguments too, and
+// refuses more than most positional arguments (-1: any number).
+func parse(fs *flag.FlagSet, args []string, most int) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -118,9 +129,13 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, fmt.Errorf("%w: %w", errUsage, err)
 		}
 		if fs.NArg() == 0 {
-			return pos, nil
+			break
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if most >= 0 && len(pos) > most {
+		return nil, fmt.Errorf("%w: %s takes at most %d argument(s), got %q", errUsage, strings.TrimPrefix(fs.Name(), "rolloutbot "), most, pos)
+	}
+	return pos, nil
 }

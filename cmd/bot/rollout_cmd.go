@@ -86,23 +86,29 @@ func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.
 	return version, s, nil
 }
 
-func (m *Main) rolloutStart(ctx context.Context, args []string) error {
-	fs, cfgPath := m.flags("rollout start")
+// openForRollout reads start's and plan's flags and opens the program.
+func (m *Main) openForRollout(ctx context.Context, name string, args []string, n rollout.Notifier) (*app, string, rollout.Settings, error) {
+	fs, cfgPath := m.flags(name)
 	sf := addSettingsFlags(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, 1)
 	if err != nil {
-		return err
+		return nil, "", rollout.Settings{}, err
 	}
 	cfg, err := m.loadConfig(*cfgPath)
 	if err != nil {
-		return err
+		return nil, "", rollout.Settings{}, err
 	}
 	version, s, err := sf.apply(cfg.Settings(), pos)
 	if err != nil {
-		return err
+		return nil, "", s, err
 	}
+	a, err := m.open(ctx, cfg, n)
+	return a, version, s, err
+}
+
+func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	progress := console.NewProgress(m.Stdout, m.TTY)
-	a, err := m.open(ctx, cfg, progress)
+	a, version, s, err := m.openForRollout(ctx, "rollout start", args, progress)
 	if err != nil {
 		return err
 	}
@@ -141,21 +147,7 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, i
 }
 
 func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
-	fs, cfgPath := m.flags("rollout plan")
-	sf := addSettingsFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	cfg, err := m.loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	version, s, err := sf.apply(cfg.Settings(), pos)
-	if err != nil {
-		return err
-	}
-	a, err := m.open(ctx, cfg, nil)
+	a, version, s, err := m.openForRollout(ctx, "rollout plan", args, nil)
 	if err != nil {
 		return err
 	}
@@ -201,7 +193,7 @@ func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
 	id := fs.Int64("id", 0, "rollout number (default: the current or last one)")
 	failed := fs.Bool("failed", false, "list every failed and rolled-back host")
 	host := fs.String("host", "", "show one host's update in detail (id or address)")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -242,7 +234,7 @@ func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
 func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout halt")
 	reason := fs.String("reason", "", "why, for the audit log and the channel")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, -1)
 	if err != nil {
 		return err
 	}
@@ -272,7 +264,7 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 
 func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout resume")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*cfgPath)
@@ -339,7 +331,7 @@ func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error
 func (m *Main) rolloutHistory(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout history")
 	limit := fs.Int("limit", 10, "how many rollouts")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}

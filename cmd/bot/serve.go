@@ -21,7 +21,7 @@ import (
 // grace period, state is persisted, and the next start resumes.
 func (m *Main) serve(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("serve")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*cfgPath)

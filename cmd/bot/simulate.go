@@ -78,7 +78,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	seed := fs.Int64("seed", 1, "seed for the simulated latency")
 	behaviors := fs.String("behaviors", "", "comma-separated INDEX=BEHAVIOR, e.g. 3=health-fails,7=hang (ok, update-fails, "+
 		"health-fails, rollback-fails, hang, hang-connect, drop, slow, changed-key, unreachable)")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	bs := map[int]fleetsim.Behavior{}
