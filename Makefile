@@ -30,8 +30,11 @@ demo: build
 # beside the x/crypto/ssh floor), then the real sshd fleet beside the peers.
 bench: bench-go bench-sshd
 
+# Each benchmark in its own process, so one's heap does not inflate another's peak RSS.
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench 'Rollout' -benchtime 1x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench 'SlackCalls' -benchtime 1x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench 'EngineMemory' -benchtime 1x -timeout 60m ./bench/
 
 bench-sshd: build
 	scripts/bench-sshd.sh 200 50

@@ -179,15 +179,18 @@ func BenchmarkRollout(b *testing.B) {
 	}
 }
 
-// BenchmarkSlackCalls counts the Slack API calls of a rollout with 1 % of its
-// hosts failing, through the live status message and its thread, against the
-// fake Slack with the bot's default pacing. They must not grow with hosts.
+// BenchmarkSlackCalls counts the Slack API calls of a rollout with 30 of its
+// hosts failing, at 1,000 and at 10,000 hosts, through the live status
+// message and its thread, against the fake Slack with the bot's default
+// pacing. They must not grow with hosts: thread replies stop at a cap, and
+// edits come at most one per edit interval, so only a longer rollout makes
+// more of them.
 func BenchmarkSlackCalls(b *testing.B) {
 	for _, sz := range sizes {
 		b.Run(fmt.Sprintf("hosts=%d/c=%d", sz.hosts, sz.conc), func(b *testing.B) {
 			s := newSim(b, sz.hosts)
-			for i := range sz.hosts / 100 {
-				s.fleet.SetBehavior(i*100+50, fleetsim.HealthFails)
+			for i := range 30 {
+				s.fleet.SetBehavior((i*97+50)%sz.hosts, fleetsim.HealthFails)
 			}
 			fake := slackfake.New(slackfake.Options{})
 			b.Cleanup(fake.Close)
@@ -215,6 +218,7 @@ func BenchmarkSlackCalls(b *testing.B) {
 				b.ReportMetric(float64(len(calls)), "slack-calls")
 				b.ReportMetric(float64(by["chat.update"]), "edits")
 				b.ReportMetric(float64(by["chat.postMessage"]), "posts")
+				b.ReportMetric(float64(len(calls)-by["chat.update"]), "calls-besides-edits")
 				b.ReportMetric(d.Seconds(), "rollout-s")
 				var parts []string
 				for m, n := range by {

@@ -70,9 +70,6 @@ func New(cfg Config) *Engine {
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
 	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
-	if cfg.Notifier == nil {
-		cfg.Notifier = Notifiers(nil)
-	}
 	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), runs: map[int64]*run{}}
 }
 

@@ -365,6 +365,9 @@ func (ru *run) notify(kind EventKind, hr *HostResult, st Stage, pause time.Durat
 
 // emit is notify with mu held.
 func (ru *run) emit(kind EventKind, hr *HostResult, st Stage, pause time.Duration) {
+	if ru.e.cfg.Notifier == nil {
+		return
+	}
 	ru.e.cfg.Notifier.Notify(Event{
 		Kind:  kind,
 		At:    ru.e.clock.Now(),
