@@ -90,7 +90,7 @@ func New(api *slack.Client, cfg Config, engine Engine, store Store, inv rollout.
 		starters: map[int64]caller{},
 	}
 	if status != nil {
-		status.cfg.OnPostError = b.statusPostFailed
+		status.onPostError = b.statusPostFailed
 	}
 	return b
 }

@@ -28,9 +28,6 @@ type StatusConfig struct {
 	EditInterval  time.Duration // at most one edit of a message this often (default 2s)
 	ReplyInterval time.Duration // between thread replies in the channel (default 1s)
 	ThreadCap     int           // per-host thread replies per rollout, then one "and N more" (default 25)
-	// OnPostError hears when a rollout's status message cannot be posted
-	// (say the bot is not in the channel), once per rollout.
-	OnPostError func(r rollout.Rollout, err error)
 }
 
 // Status keeps one message per rollout in the channel up to date: posted and
@@ -45,6 +42,9 @@ type Status struct {
 	store StatusStore
 	log   *slog.Logger
 	kick  chan struct{}
+	// onPostError hears, once per rollout, that its status message cannot be
+	// posted (say the bot is not in the channel); the bot sets it.
+	onPostError func(r rollout.Rollout, err error)
 
 	mu      sync.Mutex
 	msgs    map[int64]*statusMsg
@@ -348,8 +348,8 @@ func (s *Status) postFailed(ctx context.Context, m *statusMsg, err error) time.T
 	if first {
 		s.log.ErrorContext(ctx, "cannot post the rollout status message; the rollout goes on without it",
 			"rollout_id", m.id, "channel", s.cfg.Channel, "err", err, "hint", postHint(err, s.cfg.Channel))
-		if s.cfg.OnPostError != nil {
-			s.cfg.OnPostError(r, err)
+		if s.onPostError != nil {
+			s.onPostError(r, err)
 		}
 	}
 	return m.nextPost
