@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/schedule"
@@ -118,4 +119,38 @@ func TestBlockKitLimitsAtScale(t *testing.T) {
 	if hostReplies != 25 || !more {
 		t.Errorf("%d host replies (want the cap, 25) and more=%v", hostReplies, more)
 	}
+}
+
+// tickClock is a clock the test sets; the scheduler never waits on it.
+type tickClock struct{ now time.Time }
+
+func (c *tickClock) Now() time.Time                       { return c.now }
+func (c *tickClock) After(time.Duration) <-chan time.Time { return nil }
+
+// A schedule that comes due starts a rollout exactly as /rollout start does:
+// announced in the channel, with the live status message.
+func TestScheduleStartsARollout(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 3})
+	clock := &tickClock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	sched := schedule.New(schedule.Config{Store: e.db, Engine: e.engine, Announcer: e.bot, Owner: "test", Clock: clock})
+	ctx := context.Background()
+	s, err := sched.AddSchedule(ctx, rollout.Schedule{Spec: "30 2 * * *", Version: "v2", CreatedBy: admin, Source: rollout.SourceSlack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.now = s.Next
+	if _, err := sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	if r.Source != rollout.SourceSchedule || r.StartedBy != "schedule #1" {
+		t.Errorf("rollout %+v", r)
+	}
+	e.waitFor("the announcement and the final status", func() bool {
+		announced := false
+		for _, m := range e.slack.Messages(channel) {
+			announced = announced || strings.Contains(m.Text, "started rollout #1 of v2 on 3 hosts")
+		}
+		return announced && e.rolloutEnded()
+	})
 }
