@@ -82,14 +82,18 @@ type hostCheck struct {
 	r      *Runner
 	ctx    context.Context
 	addr   string
-	pinned string // the key pinned on first use, if any
+	listed []ssh.PublicKey // the keys known_hosts's plain entries list for addr
+	pinned string          // the key pinned on first use, if any
 	pinErr error
 	err    error
 }
 
 func (r *Runner) hostKeys(ctx context.Context, addr string) *hostCheck {
 	h := &hostCheck{r: r, ctx: ctx, addr: addr}
-	if r.cfg.TrustOnFirstUse && (r.known == nil || len(r.known.keysFor(addr)) == 0) {
+	if r.known != nil {
+		h.listed = r.known.keysFor(addr)
+	}
+	if r.cfg.TrustOnFirstUse && len(h.listed) == 0 {
 		h.pinned, h.pinErr = r.pins.PinnedHostKey(ctx, addr)
 	}
 	return h
@@ -105,11 +109,9 @@ func (k *knownHosts) keysFor(addr string) []ssh.PublicKey {
 // algorithms asks the server for the kinds of key we can verify, so a server
 // with several host keys does not present one we do not know.
 func (h *hostCheck) algorithms() []string {
-	var keys []ssh.PublicKey
-	if h.r.known != nil {
-		if keys = h.r.known.keysFor(h.addr); len(keys) == 0 {
-			keys = h.r.known.probe(h.addr)
-		}
+	keys := h.listed
+	if len(keys) == 0 && h.r.known != nil {
+		keys = h.r.known.probe(h.addr)
 	}
 	if len(keys) == 0 && h.pinned != "" {
 		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.pinned)); err == nil {
@@ -154,16 +156,23 @@ func (h *hostCheck) check(hostname string, remote net.Addr, key ssh.PublicKey) e
 	return h.err
 }
 
+// changed is the refusal of a host whose key is not the one known_hosts lists.
+func (h *hostCheck) changed(listed, presented ssh.PublicKey) error {
+	path := h.r.known.path
+	return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
+		h.addr, path, ssh.FingerprintSHA256(listed), presented.Type(), ssh.FingerprintSHA256(presented), path)
+}
+
 func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) error {
 	fp := ssh.FingerprintSHA256(key)
 	if k := h.r.known; k != nil {
-		wanted := k.keysFor(h.addr)
-		for _, w := range wanted {
-			if bytes.Equal(w.Marshal(), key.Marshal()) {
+		presented := key.Marshal()
+		for _, w := range h.listed {
+			if bytes.Equal(w.Marshal(), presented) {
 				return nil
 			}
 		}
-		if len(wanted) == 0 && (k.complex || k.disabled) {
+		if len(h.listed) == 0 && (k.complex || k.disabled) {
 			var ke *knownhosts.KeyError
 			var re *knownhosts.RevokedError
 			err := k.full(hostname, remote, key)
@@ -173,14 +182,12 @@ func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) 
 			case errors.As(err, &re):
 				return fmt.Errorf("host key of %s (%s) is revoked in %s", h.addr, fp, k.path)
 			case errors.As(err, &ke) && len(ke.Want) > 0:
-				return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
-					h.addr, k.path, ssh.FingerprintSHA256(ke.Want[0].Key), key.Type(), fp, k.path)
+				return h.changed(ke.Want[0].Key, key)
 			case !errors.As(err, &ke):
 				return fmt.Errorf("check host key of %s: %w", h.addr, err)
 			}
-		} else if len(wanted) > 0 {
-			return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
-				h.addr, k.path, ssh.FingerprintSHA256(wanted[0]), key.Type(), fp, k.path)
+		} else if len(h.listed) > 0 {
+			return h.changed(h.listed[0], key)
 		}
 		if !h.r.cfg.TrustOnFirstUse {
 			return fmt.Errorf("host %s is not in %s (it presented %s %s); check the fingerprint and add it (ssh-keyscan)",
