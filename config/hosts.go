@@ -170,9 +170,7 @@ type collector struct {
 func newCollector() *collector { return &collector{lines: map[string]int{}} }
 
 func (c *collector) add(line int, h rollout.Host) error {
-	if h.Port == 0 {
-		h.Port = 22
-	}
+	h.Port = h.SSHPort()
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("line %d: %w", line, err)
 	}

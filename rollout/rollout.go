@@ -25,14 +25,16 @@ type Host struct {
 	Disabled bool   // disabled hosts are left out of new rollouts
 }
 
-// Addr is host:port, the SSH dial address.
-func (h Host) Addr() string {
-	port := h.Port
-	if port == 0 {
-		port = 22
+// SSHPort is the host's SSH port: 22 when none is set.
+func (h Host) SSHPort() int {
+	if h.Port == 0 {
+		return 22
 	}
-	return net.JoinHostPort(h.Address, strconv.Itoa(port))
+	return h.Port
 }
+
+// Addr is host:port, the SSH dial address.
+func (h Host) Addr() string { return net.JoinHostPort(h.Address, strconv.Itoa(h.SSHPort())) }
 
 // Validate reports what is wrong with a host entry, naming the field.
 func (h Host) Validate() error {

@@ -53,20 +53,13 @@ func (db *DB) PutHosts(ctx context.Context, hosts []rollout.Host) error {
 				ON CONFLICT (id) DO UPDATE SET address = excluded.address, port = excluded.port,
 					ssh_user = excluded.ssh_user, label = excluded.label, disabled = excluded.disabled,
 					updated_at = excluded.updated_at`,
-				h.ID, h.Address, portOrDefault(h.Port), h.User, h.Label, h.Disabled, now)
+				h.ID, h.Address, h.SSHPort(), h.User, h.Label, h.Disabled, now)
 			if err != nil {
 				return fmt.Errorf("host %s: %w", h.ID, err)
 			}
 		}
 		return nil
 	})
-}
-
-func portOrDefault(p int) int {
-	if p == 0 {
-		return 22
-	}
-	return p
 }
 
 // RemoveHost deletes a host from the inventory; rollouts keep their snapshot.

@@ -71,7 +71,7 @@ func (p *postgres) isUniqueViolation(err error) bool {
 func (p *postgres) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts []rollout.Host) error {
 	rows := make([][]any, len(hosts))
 	for i, h := range hosts {
-		rows[i] = []any{id, i, h.ID, h.Address, portOrDefault(h.Port), h.User, h.Label, string(rollout.StatusPending)}
+		rows[i] = []any{id, i, h.ID, h.Address, h.SSHPort(), h.User, h.Label, string(rollout.StatusPending)}
 	}
 	_, err := t.(pgTx).t.CopyFrom(ctx, pgx.Identifier{"rollout_hosts"},
 		[]string{"rollout_id", "idx", "host_id", "address", "port", "ssh_user", "label", "status"},

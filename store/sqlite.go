@@ -91,7 +91,7 @@ func (s *sqliteDB) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts
 	}
 	defer st.Close()
 	for i, h := range hosts {
-		if _, err := st.ExecContext(ctx, id, i, h.ID, h.Address, portOrDefault(h.Port), h.User, h.Label,
+		if _, err := st.ExecContext(ctx, id, i, h.ID, h.Address, h.SSHPort(), h.User, h.Label,
 			string(rollout.StatusPending)); err != nil {
 			return fmt.Errorf("host %s: %w", h.ID, err)
 		}
