@@ -108,7 +108,7 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		ru.mu.Lock()
 		halted, tripped, fatal := ru.halted, ru.tripped, ru.fatal
 		failures, size := ru.segFailures, ru.segSize
-		remaining := ru.remaining(st)
+		remaining := st.Size() - ru.stageDone
 		ru.mu.Unlock()
 		switch {
 		case fatal != nil:
@@ -155,17 +155,6 @@ func (ru *run) nextStage(k int) int {
 		}
 	}
 	return -1
-}
-
-// remaining counts the stage's hosts not done; the caller holds mu.
-func (ru *run) remaining(st Stage) int {
-	n := 0
-	for _, hr := range ru.results[st.Start:st.End] {
-		if !hr.Status.Done() {
-			n++
-		}
-	}
-	return n
 }
 
 // beginStage sets up the threshold accounting of a stage from the results,
