@@ -96,18 +96,27 @@ type fakeConn struct {
 	lost   bool
 }
 
+// pass waits for gate g to open, if there is one.
+func pass(ctx context.Context, g chan struct{}) error {
+	if g == nil {
+		return nil
+	}
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (c *fakeConn) Version(ctx context.Context) (string, error) {
 	c.f.mu.Lock()
 	g := c.f.vgates[c.id]
 	c.f.versionReads++
 	c.f.signal()
 	c.f.mu.Unlock()
-	if g != nil {
-		select {
-		case <-g:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
+	if err := pass(ctx, g); err != nil {
+		return "", err
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
@@ -121,12 +130,8 @@ func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {
 	g := c.f.gates[c.id]
 	c.f.signal()
 	c.f.mu.Unlock()
-	if g != nil {
-		select {
-		case <-g:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
+	if err := pass(ctx, g); err != nil {
+		return "", err
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rolloutbot/rolloutbot/config"
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/sshrunner/fleetsim"
 	"github.com/rolloutbot/rolloutbot/store"
@@ -57,27 +56,15 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	fleet, err := fleetsim.Start(ctx, fleetsim.Options{Hosts: o.hosts, Latency: o.latency})
+	dir := t.TempDir()
+	fleet, hosts, err := startSimulation(ctx, simOptions{hosts: o.hosts, latency: o.latency, seed: 1}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fleet.Close() })
-	dir := t.TempDir()
-	if err := fleet.WriteFiles(dir); err != nil {
+	if err := writeHostsFile(filepath.Join(dir, "hosts.yaml"), hosts); err != nil {
 		t.Fatal(err)
 	}
-	var hosts []rollout.Host
-	for _, h := range fleet.Hosts() {
-		hosts = append(hosts, rollout.Host{ID: h.Name, Address: h.Address, Port: h.Port})
-	}
-	f, err := os.Create(filepath.Join(dir, "hosts.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := config.WriteHostsYAML(f, hosts); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	cfg := fmt.Sprintf(`state_dir: state
 inventory:
   source: file

@@ -44,6 +44,19 @@ func startSimulation(ctx context.Context, o simOptions, dir string) (*fleetsim.F
 	return fleet, hosts, nil
 }
 
+// writeHostsFile writes an inventory file the file source reads.
+func writeHostsFile(path string, hosts []rollout.Host) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = config.WriteHostsYAML(f, hosts)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // simConfig is a configuration file for rolling out to a simulated fleet in dir.
 const simConfig = `# rolloutbot configuration for the simulated fleet in this directory
 # (written by rolloutbot simulate). Try:
@@ -104,15 +117,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer fleet.Close()
-	f, err := os.Create(filepath.Join(abs, "hosts.yaml"))
-	if err != nil {
-		return err
-	}
-	err = config.WriteHostsYAML(f, hosts)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeHostsFile(filepath.Join(abs, "hosts.yaml"), hosts); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(simConfig, abs, simRecipe.Version, simRecipe.Update, simRecipe.Health, simRecipe.Rollback)
