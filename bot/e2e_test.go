@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,8 +95,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		index[h.ID] = i
 	}
 	order := rollout.Shuffle(hosts, seed)
-	for pos, b := range o.failAt {
-		e.fleet.SetBehavior(index[order[pos].ID], b)
+	// In position order, so e.failing[i] is the i-th failing host to run.
+	for _, pos := range slices.Sorted(maps.Keys(o.failAt)) {
+		e.fleet.SetBehavior(index[order[pos].ID], o.failAt[pos])
 		e.failing = append(e.failing, order[pos].ID)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
