@@ -64,7 +64,8 @@ func TestHostOutcomes(t *testing.T) {
 	h := newHarness(t, 12, settings([]int{100}, 4, 0))
 	h.cfg.Defaults.Threshold = 100
 	h.eng = rollout.New(h.cfg)
-	b := map[string]string{"h000": "update-fails", "h001": "health-fails", "h002": "rollback-fails", "h003": "unreachable", "h004": "drop"}
+	b := map[string]string{"h000": "update-fails", "h001": "health-fails", "h002": "rollback-fails", "h003": "unreachable", "h004": "drop",
+		"h005": "health-hangs"}
 	for id, x := range b {
 		h.fleet.behavior[id] = x
 	}
@@ -86,7 +87,9 @@ func TestHostOutcomes(t *testing.T) {
 		{"h002", rollout.StatusFailed, rollout.StepRollback, "v2", "rollback to v1 failed"},
 		{"h003", rollout.StatusFailed, rollout.StepConnect, "v1", "connection refused"},
 		{"h004", rollout.StatusRolledBack, rollout.StepUpdate, "v1", "connection lost"},
-		{"h005", rollout.StatusSuccess, rollout.StepHealth, "v2", ""},
+		// A health check that hangs ends with the health timeout, not never.
+		{"h005", rollout.StatusRolledBack, rollout.StepHealth, "v1", "health failed: attempt 1 had no answer when the health timeout (50ms) ended"},
+		{"h006", rollout.StatusSuccess, rollout.StepHealth, "v2", ""},
 	} {
 		hr := got[tc.id]
 		if hr.Status != tc.status || hr.Step != tc.step || h.fleet.version[tc.id] != tc.version || !strings.Contains(hr.Error, tc.errHas) {
@@ -98,7 +101,7 @@ func TestHostOutcomes(t *testing.T) {
 		t.Errorf("output tail of the failed update: %q", got["h000"].Output)
 	}
 	end := h.rec.kinds(rollout.EventEnded)[0]
-	if out := rollout.Outcome(res.r, end.Progress.Counts); out != "completed, 3 rolled back, 2 failed" {
+	if out := rollout.Outcome(res.r, end.Progress.Counts); out != "completed, 4 rolled back, 2 failed" {
 		t.Errorf("outcome %q", out)
 	}
 }

@@ -154,6 +154,13 @@ func (c *fakeConn) Health(ctx context.Context) (string, error) {
 		return "", rollout.ErrConnLost
 	}
 	c.f.healthRun++
+	if c.f.behavior[c.id] == "health-hangs" && c.f.version[c.id] != c.f.initial[c.id] {
+		// The check never answers on the new version; only ctx ends it.
+		c.f.mu.Unlock()
+		<-ctx.Done()
+		c.f.mu.Lock()
+		return "", ctx.Err()
+	}
 	switch c.f.behavior[c.id] {
 	case "health-fails", "rollback-fails", "drop":
 		if c.f.version[c.id] != c.f.initial[c.id] {

@@ -142,16 +142,23 @@ func (ru *run) afterRollback(ctx context.Context, conn Conn, hr HostResult) Host
 	return hr
 }
 
-// waitHealthy runs the health check until it passes or the health timeout ends.
+// waitHealthy runs the health check until it passes or the health timeout
+// ends; an attempt that hangs is stopped when the timeout ends.
 func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 	deadline := ru.e.clock.Now().Add(ru.e.cfg.HealthTimeout)
 	for attempt := 1; ; attempt++ {
-		out, err := conn.Health(ctx)
+		actx, cancel := context.WithTimeout(ctx, deadline.Sub(ru.e.clock.Now()))
+		out, err := conn.Health(actx)
+		timedOut := actx.Err() != nil
+		cancel()
 		if err == nil {
 			return out, nil
 		}
 		if errors.Is(err, ErrConnLost) || ctx.Err() != nil {
 			return out, err
+		}
+		if timedOut {
+			return out, fmt.Errorf("attempt %d had no answer when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
 		}
 		if !ru.e.clock.Now().Add(ru.e.cfg.HealthInterval).Before(deadline) {
 			if attempt == 1 {

@@ -61,6 +61,7 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 				k.complex = true
 				continue
 			}
+			h = strings.ToLower(h)
 			k.index[h] = append(k.index[h], key)
 		}
 	}
@@ -103,8 +104,13 @@ func (k *knownHosts) keysFor(addr string) []ssh.PublicKey {
 	if k.disabled {
 		return nil
 	}
-	return k.index[knownhosts.Normalize(addr)]
+	return k.index[knownhosts.Normalize(hostName(addr))]
 }
+
+// hostName is addr as known_hosts matches it: OpenSSH lowercases the name
+// the user typed, and hashes that, so an inventory's "VPS1.example.com" is
+// found under the "vps1.example.com" that ssh-keyscan wrote.
+func hostName(addr string) string { return strings.ToLower(addr) }
 
 // algorithms asks the server for the kinds of key we can verify, so a server
 // with several host keys does not present one we do not know.
@@ -141,7 +147,7 @@ func (k *knownHosts) probe(addr string) []ssh.PublicKey {
 	}
 	// The remote address is only parsed: knownhosts matches addr first.
 	var ke *knownhosts.KeyError
-	if !errors.As(k.full(addr, &net.TCPAddr{IP: net.IPv4zero}, k.probeKey), &ke) {
+	if !errors.As(k.full(hostName(addr), &net.TCPAddr{IP: net.IPv4zero}, k.probeKey), &ke) {
 		return nil
 	}
 	keys := make([]ssh.PublicKey, 0, len(ke.Want))
@@ -175,7 +181,7 @@ func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) 
 		if len(h.listed) == 0 && (k.complex || k.disabled) {
 			var ke *knownhosts.KeyError
 			var re *knownhosts.RevokedError
-			err := k.full(hostname, remote, key)
+			err := k.full(hostName(hostname), remote, key)
 			switch {
 			case err == nil:
 				return nil

@@ -33,10 +33,13 @@ const installHint = "the SSH runner is tested against a real OpenSSH server: apt
 // sshd is a real OpenSSH server on a loopback port, with its own host keys,
 // authorized keys and configuration in a temporary directory.
 type sshd struct {
-	dir      string
-	host     rollout.Host
-	user     string
-	hostKeys map[string]ssh.PublicKey // by ssh-keygen type: ed25519, rsa, ecdsa
+	dir  string
+	host rollout.Host
+	// noSessions is the same server on a second port, where MaxSessions is
+	// 0: logins work, sessions are refused.
+	noSessions rollout.Host
+	user       string
+	hostKeys   map[string]ssh.PublicKey // by ssh-keygen type: ed25519, rsa, ecdsa
 	// clientKeys are private key files whose public keys are authorized,
 	// by ssh-keygen type.
 	clientKeys map[string]string
@@ -136,10 +139,11 @@ func startSSHD(t *testing.T) *sshd {
 
 	// A free port can be taken between the check and sshd's bind: try again.
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port, port2 := freePort(t), freePort(t)
 		conf := filepath.Join(dir, "sshd_config")
 		lines := slices.Concat(hostKeyLines, []string{
 			"ListenAddress 127.0.0.1:" + strconv.Itoa(port),
+			"ListenAddress 127.0.0.1:" + strconv.Itoa(port2),
 			"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
 			"PidFile " + filepath.Join(dir, "sshd.pid"),
 			"StrictModes no",
@@ -153,6 +157,8 @@ func startSSHD(t *testing.T) *sshd {
 			"X11Forwarding no",
 			"PrintMotd no",
 			"LogLevel VERBOSE",
+			"Match LocalPort " + strconv.Itoa(port2), // last: a Match block runs to the end
+			"MaxSessions 0",
 		})
 		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -174,6 +180,9 @@ func startSSHD(t *testing.T) *sshd {
 		go func() { exited <- cmd.Wait() }()
 		err = waitForPort(port, exited, 5*time.Second)
 		if err == nil {
+			err = waitForPort(port2, exited, 5*time.Second)
+		}
+		if err == nil {
 			t.Cleanup(func() {
 				cmd.Process.Kill()
 				<-exited
@@ -182,6 +191,7 @@ func startSSHD(t *testing.T) *sshd {
 				}
 			})
 			s.host = rollout.Host{ID: "sshd", Address: "127.0.0.1", Port: port}
+			s.noSessions = rollout.Host{ID: "sshd-no-sessions", Address: "127.0.0.1", Port: port2}
 			return s
 		}
 		select {
@@ -244,7 +254,7 @@ func (s *sshd) knownHosts(t *testing.T, keys ...ssh.PublicKey) string {
 	t.Helper()
 	var lines []string
 	for _, k := range keys {
-		lines = append(lines, knownhosts.Line([]string{s.host.Addr()}, k))
+		lines = append(lines, knownhosts.Line([]string{s.host.Addr(), s.noSessions.Addr()}, k))
 	}
 	return writeKnownHosts(t, lines...)
 }
@@ -281,6 +291,17 @@ func TestSSHD(t *testing.T) {
 	if err := os.WriteFile(versionFile, []byte("v1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+
+	t.Run("session refused", func(t *testing.T) {
+		// The server is up and the login works, but it opens no session:
+		// that is the host's refusal, not a lost connection.
+		c := connect(t, newRunner(t, s.config(t), nil), s.noSessions)
+		_, err := c.Version(ctx)
+		mustContain(t, "Version", err, s.noSessions.Addr()+" refused to open a session")
+		if errors.Is(err, rollout.ErrConnLost) {
+			t.Errorf("a refused session is not a lost connection: %v", err)
+		}
+	})
 
 	t.Run("recipe", func(t *testing.T) {
 		c := connect(t, newRunner(t, s.config(t), nil), s.host)

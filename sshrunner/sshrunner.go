@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -341,6 +342,7 @@ func (c *conn) Rollback(ctx context.Context, version string) (string, error) {
 // run executes cmd in a new session within the command timeout and returns
 // the tail of its combined output; stdout, when given, also gets the stdout.
 func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.CommandTimeout)
 	defer cancel()
 	// A host that went silent acknowledges neither a new session nor the
@@ -361,8 +363,9 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 		}
 	})()
 	stopped := func() error {
-		err := ctx.Err()
-		if errors.Is(err, context.DeadlineExceeded) {
+		// The caller's cancel or deadline, as it is; else the command timeout.
+		err := parent.Err()
+		if err == nil {
 			err = fmt.Errorf("timed out after %s", c.r.cfg.CommandTimeout)
 		}
 		if dropped.Load() {
@@ -372,10 +375,16 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 	}
 
 	sess, err := c.client.NewSession()
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", stopped()
-		}
+	var refused *ssh.OpenChannelError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return "", stopped()
+	case errors.As(err, &refused):
+		// The connection is fine; sshd said no (MaxSessions, a ForceCommand
+		// setup, a limit of the account).
+		return "", fmt.Errorf("%s refused to open a session: %s", c.addr, refused.Message)
+	default:
 		return "", fmt.Errorf("%w: open session on %s: %w", rollout.ErrConnLost, c.addr, err)
 	}
 	defer sess.Close()
@@ -442,6 +451,10 @@ func (t *tailBuffer) String() string {
 		b, cut = b[len(b)-t.max:], true
 	}
 	if cut {
+		// Drop the rest of a character the cut went through.
+		for i := 0; i < utf8.UTFMax-1 && len(b) > 0 && !utf8.RuneStart(b[0]); i++ {
+			b = b[1:]
+		}
 		return "…" + string(b)
 	}
 	return string(b)

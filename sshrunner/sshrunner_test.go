@@ -251,6 +251,13 @@ func TestBehaviors(t *testing.T) {
 				if errors.Is(err, rollout.ErrConnLost) {
 					t.Errorf("a timed out command on a live connection is not a lost connection: %v", err)
 				}
+				// When the caller's own deadline ends first, that is what
+				// the error says, not the command timeout.
+				short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+				defer cancel()
+				if _, err := c.Update(short, "v2"); !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "300ms") {
+					t.Errorf("Update past the caller's deadline = %v, want context.DeadlineExceeded", err)
+				}
 				// The connection survives: the rollback runs on it.
 				if _, err := c.Rollback(ctx, "v1"); err != nil {
 					t.Fatalf("Rollback after the timeout: %v", err)
@@ -385,6 +392,42 @@ func TestHostKeyPolicy(t *testing.T) {
 			if got := s.Stats(0); got.Sessions != before.Sessions {
 				t.Errorf("a session was opened on a refused host: %+v", got)
 			}
+		})
+	}
+}
+
+// Host names match known_hosts in any case, as in OpenSSH: the inventory may
+// say LocalHost where ssh-keyscan wrote localhost.
+func TestHostKeyNameCase(t *testing.T) {
+	ctx := context.Background()
+	s := startSim(t, fleetsim.Options{Hosts: 1})
+	key := s.HostKey(0)
+	name := "[localhost]:" + strconv.Itoa(s.Hosts()[0].Port)
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	other, _ := ssh.NewPublicKey(otherPriv.Public())
+	for _, tt := range []struct {
+		name, line, address string
+		changed             bool
+	}{
+		{"plain", knownhosts.Line([]string{name}, key), "LocalHost", false},
+		{"plain, changed", knownhosts.Line([]string{name}, other), "LocalHost", true},
+		{"hashed", knownhosts.Line([]string{knownhosts.HashHostname(name)}, key), "LOCALHOST", false},
+		{"wildcard", strings.Replace(name, "localhost", "local*", 1) + " " + authorizedKey(key), "LocalHost", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := s.config()
+			cfg.KnownHostsFile = writeKnownHosts(t, tt.line)
+			h := s.host(0)
+			h.Address = tt.address
+			c, err := newRunner(t, cfg, nil).Connect(ctx, h)
+			if tt.changed {
+				mustContain(t, "Connect", err, "host key of "+h.Addr()+" changed")
+				return
+			}
+			if err != nil {
+				t.Fatalf("Connect to %s: %v", h.Addr(), err)
+			}
+			c.Close()
 		})
 	}
 }

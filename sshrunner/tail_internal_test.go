@@ -22,6 +22,11 @@ func TestTailBuffer(t *testing.T) {
 		{"one huge write", 4, []string{strings.Repeat("x", 1000) + "tail"}, "…tail"},
 		{"many small writes", 5, strings.Split(strings.Repeat("ab", 50)+"12345", ""), "…12345"},
 		{"compacted, then small", 4, []string{"0123456789", "Z"}, "…789Z"},
+		// The cut falls inside "é" (2 bytes) or "€" (3 bytes): the partial
+		// character goes, the tail stays valid UTF-8.
+		{"cut inside a character", 4, []string{"caf\u00e9 ok"}, "… ok"},
+		{"cut inside a 3-byte character", 4, []string{"1\u20ac23"}, "…23"},
+		{"cut at a character", 4, []string{"x\u00e9ok"}, "…\u00e9ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

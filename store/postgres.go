@@ -90,7 +90,7 @@ func (p *postgres) saveResults(ctx context.Context, owner string, results []roll
 	started, finished := make([]*time.Time, n), make([]*time.Time, n)
 	for i, hr := range results {
 		idx[i] = int32(hr.Index)
-		status[i], step[i], prev[i], next[i], errs[i], out[i] = string(hr.Status), string(hr.Step), hr.PrevVersion, hr.NewVersion, hr.Error, hr.Output
+		status[i], step[i], prev[i], next[i], errs[i], out[i] = string(hr.Status), string(hr.Step), hr.PrevVersion, hr.NewVersion, storable(hr.Error), storable(hr.Output)
 		started[i], finished[i] = timePtr(hr.StartedAt), timePtr(hr.FinishedAt)
 	}
 	tag, err := p.pool.Exec(ctx, `UPDATE rollout_hosts AS h SET status = u.status, step = u.step, prev_version = u.prev,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
@@ -101,7 +102,7 @@ func (db *DB) UpdateRollout(ctx context.Context, owner string, r *rollout.Rollou
 		halt_requested_by = CASE WHEN $10 THEN halt_requested_by ELSE '' END,
 		halt_reason = CASE WHEN $10 THEN halt_reason ELSE '' END
 		WHERE id = $1 AND owner = $2`,
-		r.ID, owner, string(r.State), r.Stage, r.SegmentStart, r.Reason, r.HaltedBy,
+		r.ID, owner, string(r.State), r.Stage, r.SegmentStart, storable(r.Reason), r.HaltedBy,
 		nullTime(r.FinishedAt), r.UpdatedAt.UTC(), r.State.Active())
 	if err != nil {
 		if db.b.isUniqueViolation(err) {
@@ -151,7 +152,7 @@ func (db *DB) ReleaseRollout(ctx context.Context, id int64, owner string) error 
 // RequestHalt records a halt request for the driver of an active rollout.
 func (db *DB) RequestHalt(ctx context.Context, id int64, by, reason string) error {
 	n, err := db.b.exec(ctx, `UPDATE rollouts SET halt_requested_by = $2, halt_reason = $3
-		WHERE id = $1 AND active`, id, by, reason)
+		WHERE id = $1 AND active`, id, by, storable(reason))
 	if err != nil {
 		return err
 	}
@@ -251,6 +252,13 @@ func (db *DB) SaveHostResults(ctx context.Context, owner string, results []rollo
 	return nil
 }
 
+// storable makes s storable as text: output and reasons come from hosts and
+// people, and PostgreSQL refuses a NUL or invalid UTF-8 outright, which would
+// leave a result that can never be written. Both become U+FFFD.
+func storable(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
+}
+
 // updateResultSQL writes one host result; the owner check fences it.
 const updateResultSQL = `UPDATE rollout_hosts SET status = $3, step = $4, prev_version = $5, new_version = $6,
 	error = $7, output = $8, started_at = $9, finished_at = $10
@@ -258,7 +266,7 @@ const updateResultSQL = `UPDATE rollout_hosts SET status = $3, step = $4, prev_v
 
 func resultArgs(hr rollout.HostResult) []any {
 	return []any{hr.RolloutID, hr.Index, string(hr.Status), string(hr.Step), hr.PrevVersion, hr.NewVersion,
-		hr.Error, hr.Output, nullTime(hr.StartedAt), nullTime(hr.FinishedAt)}
+		storable(hr.Error), storable(hr.Output), nullTime(hr.StartedAt), nullTime(hr.FinishedAt)}
 }
 
 // Audit appends to the audit log.
@@ -268,7 +276,7 @@ func (db *DB) Audit(ctx context.Context, e rollout.AuditEntry) error {
 		rid = e.RolloutID
 	}
 	_, err := db.b.exec(ctx, `INSERT INTO audit_log (at, actor, source, action, rollout_id, allowed, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.At.UTC(), e.Actor, string(e.Source), e.Action, rid, e.Allowed, e.Detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.At.UTC(), e.Actor, string(e.Source), e.Action, rid, e.Allowed, storable(e.Detail))
 	return err
 }
 

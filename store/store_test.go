@@ -175,6 +175,17 @@ func TestRolloutRoundTrip(t *testing.T) {
 			!hr.StartedAt.Equal(started) || !hr.FinishedAt.Equal(started.Add(time.Second)) || hr.PrevVersion != "v1" {
 			t.Fatalf("saved result: %+v", hr)
 		}
+		// A command's output is bytes: a NUL or invalid UTF-8 must not make the
+		// result unstorable (PostgreSQL's text refuses both), or the rollout
+		// would wait on that write forever.
+		res[2].Status, res[2].Error, res[2].Output = rollout.StatusFailed, "update failed: \xff", "bin\x00ary \xe2\x82 caf\xe9"
+		if err := db.SaveHostResults(ctx, "p1", res[2:3]); err != nil {
+			t.Fatalf("binary output: %v", err)
+		}
+		hr, err = db.FindHostResult(ctx, r.ID, res[2].Host.ID)
+		if err != nil || hr.Output != "bin\uFFFDary \uFFFD caf\uFFFD" || hr.Error != "update failed: \uFFFD" {
+			t.Fatalf("binary output stored as %q, %q (%v)", hr.Output, hr.Error, err)
+		}
 		if _, err := db.FindHostResult(ctx, r.ID, "nope"); !errors.Is(err, rollout.ErrNotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}
