@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slack-go/slack"
+
 	"github.com/rolloutbot/rolloutbot/bot"
 	"github.com/rolloutbot/rolloutbot/bot/slackfake"
 	"github.com/rolloutbot/rolloutbot/rollout"
@@ -273,5 +275,41 @@ func TestOnlyTheCurrentRolloutIsPinned(t *testing.T) {
 	})
 	if first == r.MessageTS {
 		t.Fatal("both rollouts share a message")
+	}
+}
+
+// A bot that died between a rollout's end and the last edit of its status
+// message leaves the message showing a live Halt button; the next start
+// brings it to the final state.
+func TestStaleStatusMessageIsReconciled(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 4})
+	e.command(admin, "start v2")
+	e.waitFor("the final status", e.rolloutEnded)
+	m, _ := e.statusMessage()
+
+	// The message as the dead bot last wrote it: mid-rollout.
+	api := bot.NewClient("xoxb-test", "xapp-test", e.slack.APIURL(), nil)
+	halt := slack.NewButtonBlockElement(bot.HaltActionID, "1", slack.NewTextBlockObject(slack.PlainTextType, "Halt rollout", false, false))
+	if _, _, _, err := api.UpdateMessage(channel, m.TS, slack.MsgOptionText("Rollout #1 of v2: stage 50%", false),
+		slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "Rollout #1 · 2/4 done", false, false), nil, nil),
+			slack.NewActionBlock("rollout_actions", halt))); err != nil {
+		t.Fatal(err)
+	}
+	if e.rolloutEnded() {
+		t.Fatal("the message was not made stale")
+	}
+
+	restarted := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond}, e.db, nil)
+	if err := restarted.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { restarted.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.waitFor("the status message brought up to date", e.rolloutEnded)
+	m, _ = e.statusMessage()
+	if text := blockText(m.Blocks); !strings.Contains(text, "4/4") || !strings.Contains(text, "Completed") {
+		t.Errorf("reconciled message:\n%s", text)
 	}
 }

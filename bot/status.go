@@ -137,6 +137,38 @@ func (s *Status) Notify(ev rollout.Event) {
 	}
 }
 
+// Reconcile brings the status message of the latest rollout to its final
+// state if that rollout has ended: a bot stopped between a rollout's end and
+// its last edit would otherwise leave the message showing hosts in flight
+// and a live Halt button. Run does the edit (one chat.update, rate limits
+// honoured); a message that was already final is rewritten unchanged. An
+// active rollout needs nothing: its driver edits the message as it goes.
+func (s *Status) Reconcile(ctx context.Context) error {
+	rs, err := s.store.Rollouts(ctx, 1)
+	if err != nil || len(rs) == 0 {
+		return err
+	}
+	r := rs[0]
+	if r.State.Active() || r.MessageTS == "" || r.Channel != s.cfg.Channel {
+		return nil
+	}
+	results, err := s.store.HostResults(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	p := rollout.Progress{Rollout: *r, Stages: r.StageList(), Counts: rollout.CountResults(results), Recent: rollout.RecentFailures(results)}
+	s.mu.Lock()
+	if s.msgs[r.ID] == nil {
+		s.msgs[r.ID] = &statusMsg{id: r.ID, ts: r.MessageTS, progress: p, gen: 1, ended: true}
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // Run writes to Slack until ctx ends; then it makes a last attempt, for a
 // few seconds, to write the final state of ended rollouts.
 func (s *Status) Run(ctx context.Context) {

@@ -135,3 +135,15 @@ func (p Progress) StageInfo() Stage {
 
 // maxRecent is how many of the latest failures a progress snapshot carries.
 const maxRecent = 10
+
+// RecentFailures is what Progress.Recent holds for a rollout read back from
+// the store: the last failed or rolled-back hosts of results.
+func RecentFailures(results []HostResult) []HostResult {
+	var recent []HostResult
+	for _, hr := range results {
+		if hr.Status.Failure() {
+			recent = appendRecent(recent, hr)
+		}
+	}
+	return recent
+}

@@ -37,11 +37,7 @@ func newRun(e *Engine, r *Rollout, results []HostResult) *run {
 	// Hosts left updating by a dead driver are pending until re-checked.
 	ru.counts.Pending += ru.counts.Updating
 	ru.counts.Updating = 0
-	for _, hr := range results {
-		if hr.Status.Failure() {
-			ru.recent = appendRecent(ru.recent, hr)
-		}
-	}
+	ru.recent = RecentFailures(results)
 	if r.HaltRequestedBy != "" {
 		ru.requestHalt(r.HaltRequestedBy, r.HaltReason)
 	}

@@ -57,6 +57,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	b.SetSchedules(sched)
+	if err := status.Reconcile(ctx); err != nil {
+		log.Warn("bring the last status message up to date", "err", err)
+	}
 
 	var ln net.Listener
 	if cfg.HTTP.Addr != "" {
