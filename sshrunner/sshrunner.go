@@ -95,10 +95,10 @@ type KeyStore interface {
 type Runner struct {
 	cfg     Config
 	log     *slog.Logger
-	auth    []ssh.AuthMethod
+	signers []ssh.Signer // from the key file
+	agent   string       // the agent's socket, asked afresh for each connection
 	known   *knownHosts
 	pins    KeyStore
-	agentNC net.Conn
 }
 
 var _ rollout.Updater = (*Runner)(nil)
@@ -120,60 +120,72 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 		return nil, errors.New("ssh.user: no SSH user given")
 	}
 	r := &Runner{cfg: cfg, log: log, pins: pins}
-	var signers []ssh.Signer
 	if cfg.KeyFile != "" {
 		s, err := loadKey(cfg.KeyFile, cfg.KeyPassphrase)
 		if err != nil {
 			return nil, fmt.Errorf("ssh.key_file: %w", err)
 		}
-		signers = append(signers, s)
+		r.signers = append(r.signers, s)
 	}
-	var ag agent.ExtendedAgent
 	if cfg.UseAgent {
-		sock := os.Getenv("SSH_AUTH_SOCK")
-		if sock == "" {
+		r.agent = os.Getenv("SSH_AUTH_SOCK")
+		if r.agent == "" {
 			return nil, errors.New("ssh.agent: SSH_AUTH_SOCK is not set")
 		}
-		nc, err := net.Dial("unix", sock)
+		// Checked now, so a wrong socket fails at start, not at the first host.
+		nc, err := net.Dial("unix", r.agent)
 		if err != nil {
 			return nil, fmt.Errorf("ssh.agent: %w", err)
 		}
-		r.agentNC = nc
-		ag = agent.NewClient(nc)
+		nc.Close()
 	}
-	if len(signers) == 0 && ag == nil {
+	if len(r.signers) == 0 && r.agent == "" {
 		return nil, errors.New("ssh.key_file: no key file and no agent: give one of them")
 	}
-	// One publickey method offers the file's key and the agent's: x/crypto
-	// tries each method name once, so a second publickey method would never
-	// be tried after the first one's keys were refused.
-	r.auth = []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-		if ag == nil {
-			return signers, nil
-		}
-		fromAgent, err := ag.Signers()
-		if err != nil && len(signers) == 0 {
-			return nil, fmt.Errorf("ssh-agent: %w", err)
-		}
-		return append(slices.Clip(signers), fromAgent...), nil
-	})}
 	if cfg.KnownHostsFile != "" {
 		k, err := loadKnownHosts(cfg.KnownHostsFile)
 		if err != nil {
-			r.Close()
 			return nil, fmt.Errorf("ssh.known_hosts: %w", err)
 		}
 		r.known = k
 	}
 	if r.known == nil && !cfg.TrustOnFirstUse {
-		r.Close()
 		return nil, errors.New("ssh.known_hosts: host keys are always verified: give a known_hosts file or turn on trust_on_first_use")
 	}
 	if cfg.TrustOnFirstUse && pins == nil {
-		r.Close()
 		return nil, errors.New("ssh.trust_on_first_use: no store to pin host keys in")
 	}
 	return r, nil
+}
+
+// auth returns the client authentication for one connection, and what to
+// call once its handshake is over. The agent is dialled per connection:
+// a restarted agent serves the next host, and connections do not queue on
+// one agent socket.
+func (r *Runner) auth(ctx context.Context) ([]ssh.AuthMethod, func(), error) {
+	signers, done := r.signers, func() {}
+	if r.agent != "" {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", r.agent)
+		switch {
+		case err == nil:
+			done = func() { nc.Close() }
+			fromAgent, err := agent.NewClient(nc).Signers()
+			if err != nil && len(signers) == 0 {
+				nc.Close()
+				return nil, nil, fmt.Errorf("ssh-agent at %s: %w", r.agent, err)
+			}
+			signers = append(slices.Clip(signers), fromAgent...)
+		case len(signers) == 0:
+			return nil, nil, fmt.Errorf("ssh-agent at %s: %w", r.agent, err)
+		default:
+			r.log.WarnContext(ctx, "ssh-agent unavailable; offering the key file only", "agent", r.agent, "err", err)
+		}
+	}
+	// One publickey method offers the file's key and the agent's: x/crypto
+	// tries each method name once, so a second publickey method would never
+	// be tried after the first one's keys were refused.
+	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, done, nil
 }
 
 func loadKey(path, passphrase string) (ssh.Signer, error) {
@@ -195,13 +207,8 @@ func loadKey(path, passphrase string) (ssh.Signer, error) {
 	return s, nil
 }
 
-// Close releases the agent connection.
-func (r *Runner) Close() error {
-	if r.agentNC != nil {
-		return r.agentNC.Close()
-	}
-	return nil
-}
+// Close releases the runner; connections it opened are closed by their owners.
+func (r *Runner) Close() error { return nil }
 
 // Connect opens an SSH connection to h, verifying its host key, within the
 // connect timeout.
@@ -209,9 +216,14 @@ func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, err
 	addr := h.Addr()
 	user := cmp.Or(h.User, r.cfg.User)
 	hk := r.hostKeys(ctx, addr)
+	auth, authDone, err := r.auth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer authDone()
 	cfg := &ssh.ClientConfig{
 		User:              user,
-		Auth:              r.auth,
+		Auth:              auth,
 		HostKeyCallback:   hk.check,
 		HostKeyAlgorithms: hk.algorithms(),
 		Timeout:           r.cfg.ConnectTimeout,

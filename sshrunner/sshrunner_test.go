@@ -754,7 +754,9 @@ func writeNewKey(t *testing.T) string {
 
 // startAgent serves an in-memory agent holding keys at a socket in a new
 // temporary directory and points SSH_AUTH_SOCK at it.
-func startAgent(t *testing.T, keys ...[]byte) {
+// startAgent serves an ssh-agent holding keys at sock and points
+// SSH_AUTH_SOCK at it; stop ends it, as a restart of the agent would.
+func startAgent(t *testing.T, sock string, keys ...[]byte) (stop func()) {
 	t.Helper()
 	keyring := agent.NewKeyring()
 	for _, pemBytes := range keys {
@@ -766,7 +768,6 @@ func startAgent(t *testing.T, keys ...[]byte) {
 			t.Fatal(err)
 		}
 	}
-	sock := filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -786,7 +787,7 @@ func startAgent(t *testing.T, keys ...[]byte) {
 			wg.Go(func() { agent.ServeAgent(keyring, nc) })
 		}
 	})
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		ln.Close()
 		mu.Lock()
 		for _, nc := range conns {
@@ -795,7 +796,9 @@ func startAgent(t *testing.T, keys ...[]byte) {
 		mu.Unlock()
 		wg.Wait()
 	})
+	t.Cleanup(stop)
 	t.Setenv("SSH_AUTH_SOCK", sock)
+	return stop
 }
 
 func TestAgent(t *testing.T) {
@@ -819,7 +822,7 @@ func TestAgent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			startAgent(t, tt.agentKeys...)
+			startAgent(t, filepath.Join(t.TempDir(), "agent.sock"), tt.agentKeys...)
 			cfg := s.config()
 			cfg.KeyFile = tt.keyFile
 			cfg.UseAgent = true
@@ -838,6 +841,31 @@ func TestAgent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The agent is asked afresh for each connection: an agent that restarts
+// (a new login session, a reloaded systemd unit) does not break later ones.
+func TestAgentRestart(t *testing.T) {
+	s := oneHost(t, fleetsim.OK)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	stop := startAgent(t, sock, s.ClientKeyPEM())
+	cfg := s.config()
+	cfg.KeyFile = ""
+	cfg.UseAgent = true
+	r := newRunner(t, cfg, nil)
+	c := connect(t, r, s.host(0))
+	c.Close()
+
+	stop()
+	_, err := r.Connect(context.Background(), s.host(0))
+	mustContain(t, "Connect while the agent is away", err, "ssh-agent", sock)
+
+	startAgent(t, sock, s.ClientKeyPEM())
+	c = connect(t, r, s.host(0))
+	if v, err := c.Version(context.Background()); err != nil || v != "v1" {
+		t.Fatalf("Version after the agent restarted = %q, %v", v, err)
+	}
+	c.Close()
 }
 
 func TestCancel(t *testing.T) {
