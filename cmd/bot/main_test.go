@@ -101,7 +101,13 @@ recipe:
 // child starts rolloutbot with args in a child process.
 func (f *fixture) child(args ...string) *child {
 	f.t.Helper()
-	cmd := exec.Command(os.Args[0], append(args, "--config", f.cfg)...)
+	return f.childWith(f.cfg, args...)
+}
+
+// childWith starts rolloutbot with args and the configuration file cfg.
+func (f *fixture) childWith(cfg string, args ...string) *child {
+	f.t.Helper()
+	cmd := exec.Command(os.Args[0], append(args, "--config", cfg)...)
 	cmd.Env = append(append(os.Environ(), "ROLLOUTBOT_RUN_MAIN=1"), f.env...)
 	c := &child{cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &c.out, &c.out

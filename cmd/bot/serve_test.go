@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rolloutbot/rolloutbot/bot"
 	"github.com/rolloutbot/rolloutbot/bot/slackfake"
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
@@ -43,12 +46,13 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func waitConnected(t *testing.T, fake *slackfake.Server) {
+// waitConnections waits, at most 30 s, until n bots are connected to Slack.
+func waitConnections(t *testing.T, fake *slackfake.Server, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := fake.WaitConnections(ctx, 1); err != nil {
-		t.Fatalf("the bot did not connect to Slack: %v", err)
+	if err := fake.WaitConnections(ctx, n); err != nil {
+		t.Fatalf("%d bots did not connect to Slack: %v", n, err)
 	}
 }
 
@@ -105,7 +109,7 @@ func TestServeHealthAndMetrics(t *testing.T) {
 			t.Errorf("serve returned %v", err)
 		}
 	}()
-	waitConnected(t, fake)
+	waitConnections(t, fake, 1)
 	var code int
 	var body string
 	deadline := time.Now().Add(10 * time.Second)
@@ -142,7 +146,7 @@ func TestServeHealthAndMetrics(t *testing.T) {
 func TestServeSIGTERMAndRestart(t *testing.T) {
 	f, fake, _ := slackFixture(t, fixtureOptions{hosts: 12, latency: 100 * time.Millisecond})
 	c := f.child("serve")
-	waitConnected(t, fake)
+	waitConnections(t, fake, 1)
 	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
 	f.waitUpdates(4)
 	sent := time.Now()
@@ -190,5 +194,101 @@ func TestServeSIGTERMAndRestart(t *testing.T) {
 	}
 	if len(status) != 1 {
 		t.Fatalf("%d status messages, want the one edited across the restart", len(status))
+	}
+}
+
+// Two serve processes on one PostgreSQL, as SPEC §6 runs them for high
+// availability: exactly one drives the rollout; a Halt pressed on the other
+// reaches the driver; when the driver dies, the other takes over and
+// finishes, every host updated exactly once, in the same status message.
+func TestServeHighAvailability(t *testing.T) {
+	f, fake, addrA := slackFixture(t, fixtureOptions{hosts: 30, latency: 100 * time.Millisecond, dbURL: pg.NewDatabase(t)})
+	f.run("migrate")
+	raw, err := os.ReadFile(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB := filepath.Join(f.dir, "rolloutbot-b.yaml")
+	if err := os.WriteFile(cfgB, []byte(strings.Replace(string(raw), addrA, freeAddr(t), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A connects first, then B: the fake hands envelopes to the sockets in
+	// turn, so the start goes to A and the Halt click after it to B.
+	a := f.child("serve")
+	waitConnections(t, fake, 1)
+	b := f.childWith(cfgB, "serve")
+	waitConnections(t, fake, 2)
+	byPid := map[int]*child{a.cmd.Process.Pid: a, b.cmd.Process.Pid: b}
+	driver := func(r *rollout.Rollout) *child {
+		for pid, c := range byPid {
+			if strings.Contains(r.Owner, "-"+strconv.Itoa(pid)+"-") {
+				return c
+			}
+		}
+		return nil
+	}
+	logs := func() string { return "A:\n" + a.out.String() + "\nB:\n" + b.out.String() }
+
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
+	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.MessageTS != "" })
+	f.waitUpdates(2)
+	if d := driver(r); d != a {
+		t.Fatalf("rollout driven by %q, want A (pid %d), which took the start:\n%s", r.Owner, a.cmd.Process.Pid, logs())
+	}
+
+	id, err := fake.ClickButton(slackfake.ButtonClick{UserID: admin, ChannelID: "C0OPS", MessageTS: r.MessageTS, ActionID: bot.HaltActionID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clicked := time.Now()
+	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateHalted })
+	t.Logf("halted %s after the click on the other process", time.Since(clicked).Round(time.Millisecond))
+	if !strings.Contains(b.out.String(), "halt requested") || strings.Contains(a.out.String(), "halt requested") {
+		t.Fatalf("the Halt click (envelope %s) was not taken by B, the process not driving:\n%s", id, logs())
+	}
+	if r.HaltedBy != admin {
+		t.Errorf("halted by %q", r.HaltedBy)
+	}
+	if n := f.fleet.Totals().Updates; n >= 30 {
+		t.Fatalf("all %d hosts updated before the halt took effect", n)
+	}
+
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "resume"})
+	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.Owner != "" })
+	resumed := f.fleet.Totals().Updates
+	f.waitUpdates(resumed + 2)
+	d := driver(r)
+	if d == nil {
+		t.Fatalf("no process drives the resumed rollout (owner %q)", r.Owner)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.wait(t)
+	if n := f.fleet.Totals().Updates; n >= 30 {
+		t.Fatalf("all %d hosts updated before the kill", n)
+	}
+	waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	f.assertEachHostOnce()
+
+	var status []slackfake.Message
+	for _, m := range fake.Messages("C0OPS") {
+		if strings.Contains(string(m.Blocks), "Rollout #1") {
+			status = append(status, m)
+		}
+	}
+	if len(status) != 1 {
+		t.Fatalf("%d status messages, want the one edited by both processes", len(status))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	final := func() bool {
+		m, _ := fake.Message("C0OPS", status[0].TS)
+		return strings.Contains(string(m.Blocks), bot.OutcomeBlockID) && !strings.Contains(string(m.Blocks), bot.HaltActionID) &&
+			strings.Contains(string(m.Blocks), "*30/30* done")
+	}
+	if err := fake.WaitFor(ctx, final); err != nil {
+		m, _ := fake.Message("C0OPS", status[0].TS)
+		t.Fatalf("the status message did not reach the final state: %s\n%s", m.Blocks, logs())
 	}
 }
