@@ -54,6 +54,9 @@ func (p *Progress) Notify(ev rollout.Event) {
 		if p.start.IsZero() {
 			p.start = ev.At
 		}
+		if !p.tty {
+			p.lastBar = ev.At // the first progress line comes one interval in
+		}
 		p.line("rollout #%d: %s to %d hosts (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
 			r.ID, r.Version, r.Hosts, joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
 	case rollout.EventStageStarted:
@@ -96,15 +99,19 @@ func (p *Progress) line(format string, a ...any) {
 		p.barShown = false
 	}
 	fmt.Fprintf(p.w, format+"\n", a...)
-	p.lastBar = time.Time{} // redraw the bar right after
+	if p.tty {
+		p.lastBar = time.Time{} // redraw the bar right under it
+	}
 }
 
-// bar draws the progress bar, at most every p.every unless forced.
+// bar draws the progress bar, at most every p.every unless forced; off a
+// terminal it prints a progress line instead, and none at the end, where the
+// last line says it all.
 func (p *Progress) bar(pr rollout.Progress, now time.Time, force bool) {
 	if !force && now.Sub(p.lastBar) < p.every {
 		return
 	}
-	if !p.tty && !force {
+	if !p.tty && force {
 		return
 	}
 	p.lastBar = now
@@ -119,7 +126,7 @@ func (p *Progress) bar(pr rollout.Progress, now time.Time, force bool) {
 	if p.tty {
 		fmt.Fprint(p.w, "\r\x1b[K"+text)
 		p.barShown = true
-	} else if !force {
+	} else {
 		fmt.Fprintln(p.w, text)
 	}
 }

@@ -1,0 +1,143 @@
+package console_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/console"
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// script is a small rollout of 4 hosts, stages 50/100, as the engine reports
+// it: one host rolled back in the first stage, 0.6 s between events.
+func script() []rollout.Event {
+	t0 := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	r := rollout.Rollout{ID: 3, Version: "v2.4.1", Hosts: 4, Seed: 7, State: rollout.StageState(50),
+		Settings: rollout.Settings{Stages: []int{50, 100}, Concurrency: 2, Threshold: 30}}
+	stages := r.StageList()
+	var evs []rollout.Event
+	c := rollout.Counts{Pending: 4}
+	at := t0
+	add := func(kind rollout.EventKind, host *rollout.HostResult, st rollout.Stage, fails int) {
+		evs = append(evs, rollout.Event{Kind: kind, At: at, Host: host, Stage: st,
+			Progress: rollout.Progress{Rollout: r, Stages: stages, Counts: c, StageFailures: fails}})
+		at = at.Add(600 * time.Millisecond)
+	}
+	done := func(id string, s rollout.Status, errText, out string) *rollout.HostResult {
+		c.Pending--
+		c.Add(s, 1)
+		return &rollout.HostResult{Host: rollout.Host{ID: id}, Status: s, Step: rollout.StepHealth, Error: errText, Output: out}
+	}
+	add(rollout.EventStarted, nil, rollout.Stage{}, 0)
+	add(rollout.EventStageStarted, nil, stages[0], 0)
+	add(rollout.EventHostDone, done("vps-a", rollout.StatusSuccess, "", ""), stages[0], 0)
+	add(rollout.EventHostDone, done("vps-b", rollout.StatusRolledBack, "health failed: exited with status 1", "starting\nport 443 closed\n"), stages[0], 1)
+	add(rollout.EventStageDone, nil, stages[0], 1)
+	r.Stage, r.State = 1, rollout.StageState(100)
+	add(rollout.EventStageStarted, nil, stages[1], 0)
+	add(rollout.EventHostDone, done("vps-c", rollout.StatusSuccess, "", ""), stages[1], 0)
+	add(rollout.EventHostDone, done("vps-d", rollout.StatusSuccess, "", ""), stages[1], 0)
+	add(rollout.EventStageDone, nil, stages[1], 0)
+	r.State = rollout.StateCompleted
+	add(rollout.EventEnded, nil, rollout.Stage{}, 0)
+	return evs
+}
+
+func play(tty bool) string {
+	var out bytes.Buffer
+	p := console.NewProgress(&out, tty)
+	for _, ev := range script() {
+		p.Notify(ev)
+	}
+	p.Finish()
+	return out.String()
+}
+
+// Off a terminal (a log, a pipe): event lines, a progress line every 2 s of
+// the rollout, no escape codes, and the outcome at the end.
+func TestProgressPlain(t *testing.T) {
+	got := play(false)
+	if strings.Contains(got, "\x1b") || strings.Contains(got, "\r") {
+		t.Errorf("terminal codes off a terminal:\n%q", got)
+	}
+	for _, want := range []string{
+		"rollout #3: v2.4.1 to 4 hosts (stages 50/100 %, 2 at once, halt above 30% failed per stage), seed 7\n",
+		"▶ stage 50%: hosts 1–2 of 4, halts at 1 failed\n",
+		"  ↺ vps-b rolled back at health: health failed: exited with status 1 | port 443 closed\n",
+		"✓ stage 50% done: 2 hosts, 1 failed; fleet: 1 updated, 1 rolled back, 2 not started\n",
+		"■ rollout #3 completed, 1 rolled back — 3 updated, 1 rolled back in 5.4s\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	// The events span 5.4 s: progress lines at 2 s and 4 s, none at the end.
+	if n := strings.Count(got, "] "); n != 2 {
+		t.Errorf("%d progress lines, want 2 (one per 2 s):\n%s", n, got)
+	}
+	if strings.Contains(got, "vps-a") {
+		t.Errorf("a successful host got a line of its own:\n%s", got)
+	}
+}
+
+// On a terminal the bar is redrawn in place under the event lines, and
+// Finish leaves the cursor on a fresh line.
+func TestProgressTerminal(t *testing.T) {
+	got := play(true)
+	if !strings.Contains(got, "\r\x1b[K[") {
+		t.Fatalf("no bar drawn in place:\n%q", got)
+	}
+	// An event line first clears the bar it replaces.
+	if !strings.Contains(got, "\r\x1b[K  ↺ vps-b rolled back") {
+		t.Errorf("the failure line does not clear the bar:\n%q", got)
+	}
+	last := got[strings.LastIndex(got, "\r\x1b[K"):]
+	if !strings.HasPrefix(last, "\r\x1b[K■ rollout #3 completed") || !strings.HasSuffix(got, "\n") {
+		t.Errorf("the end: %q", last)
+	}
+	if strings.Contains(got, "[██████████████████████████████] 4/4") == false {
+		t.Errorf("the full bar is never drawn:\n%q", got)
+	}
+}
+
+func TestClip(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"two\nlines  and\ttabs", 40, "two lines and tabs"},
+		{"abcdefghij", 5, "abcd…"},
+		{"héllo wörld", 6, "héllo…"},
+	} {
+		if got := console.Clip(tt.in, tt.n); got != tt.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestWriteStatus(t *testing.T) {
+	r := &rollout.Rollout{ID: 9, Version: "v3", Hosts: 3, State: rollout.StateHalted, StartedBy: "alice", Source: rollout.SourceCLI,
+		Settings: rollout.Settings{Stages: []int{10, 50, 100}}, Stage: 1,
+		CreatedAt: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 27, 3, 1, 30, 0, time.UTC)}
+	var results []rollout.HostResult
+	for i, s := range []rollout.Status{rollout.StatusSuccess, rollout.StatusFailed, rollout.StatusRolledBack} {
+		results = append(results, rollout.HostResult{Index: i, Host: rollout.Host{ID: "h" + string(rune('0'+i))}, Status: s,
+			Step: rollout.StepUpdate, Error: "update failed: exited with status 2"})
+	}
+	var out bytes.Buffer
+	console.WriteStatus(&out, r, results, 1)
+	got := out.String()
+	for _, want := range []string{"rollout #9: v3, halted", "ended after 1m30s", "hosts: 3 — 1 updated, 1 rolled back, 1 failed",
+		"failures (2):", "✗ h1", "… and 1 more (rolloutbot rollout status --failed)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "h2") {
+		t.Errorf("the limit of 1 failure listed is not kept:\n%s", got)
+	}
+}

@@ -1,0 +1,120 @@
+package metrics_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/metrics"
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// scrape reads /metrics as Prometheus would and returns one sample's value,
+// or -1 when it is missing.
+func scrape(t *testing.T, m *metrics.Metrics) func(name string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics answered %d", rec.Code)
+	}
+	body := rec.Body.String()
+	return func(name string) float64 {
+		s := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
+		if s == nil {
+			return -1
+		}
+		v, _ := strconv.ParseFloat(s[1], 64)
+		return v
+	}
+}
+
+func TestRolloutMetrics(t *testing.T) {
+	m := metrics.New()
+	t0 := time.Now()
+	host := func(s rollout.Status, step rollout.Step, took time.Duration) *rollout.HostResult {
+		return &rollout.HostResult{Status: s, Step: step, StartedAt: t0, FinishedAt: t0.Add(took)}
+	}
+	m.Notify(rollout.Event{Kind: rollout.EventStarted})
+	for range 4 {
+		m.Notify(rollout.Event{Kind: rollout.EventHostStarted})
+	}
+	m.Notify(rollout.Event{Kind: rollout.EventHostDone, Host: host(rollout.StatusSuccess, rollout.StepHealth, 300*time.Millisecond)})
+	m.Notify(rollout.Event{Kind: rollout.EventHostDone, Host: host(rollout.StatusRolledBack, rollout.StepHealth, 2*time.Second)})
+	m.Notify(rollout.Event{Kind: rollout.EventHostDone, Host: host(rollout.StatusFailed, rollout.StepConnect, 10*time.Second)})
+
+	mid := scrape(t, m)
+	for name, want := range map[string]float64{
+		"rolloutbot_rollout_active":                    1,
+		"rolloutbot_hosts_in_flight":                   1,
+		`rolloutbot_hosts_total{status="success"}`:     1,
+		`rolloutbot_hosts_total{status="rolled_back"}`: 1,
+		`rolloutbot_hosts_total{status="failed"}`:      1,
+		// An unreachable host is an SSH error; a failed health check is not.
+		`rolloutbot_ssh_errors_total{step="connect"}`:                                             1,
+		`rolloutbot_ssh_errors_total{step="health"}`:                                              -1,
+		`rolloutbot_host_update_duration_seconds_count{status="success",step="health"}`:           1,
+		`rolloutbot_host_update_duration_seconds_sum{status="rolled_back",step="health"}`:         2,
+		`rolloutbot_host_update_duration_seconds_bucket{status="success",step="health",le="0.4"}`: 1,
+	} {
+		if got := mid(name); got != want {
+			t.Errorf("mid-rollout %s = %v, want %v", name, got, want)
+		}
+	}
+
+	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: rollout.Rollout{State: rollout.StateHalted}}})
+	end := scrape(t, m)
+	for name, want := range map[string]float64{
+		"rolloutbot_rollout_active":                      0,
+		"rolloutbot_hosts_in_flight":                     0,
+		`rolloutbot_rollouts_total{outcome="halted"}`:    1,
+		`rolloutbot_rollouts_total{outcome="completed"}`: -1,
+	} {
+		if got := end(name); got != want {
+			t.Errorf("after the end %s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestSlackCalls(t *testing.T) {
+	limited := true
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/chat.update" && limited {
+			limited = false
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer slack.Close()
+	m := metrics.New()
+	hc := &http.Client{Transport: m.RoundTripper(nil)}
+	for _, path := range []string{"/api/chat.postMessage", "/api/chat.update", "/api/chat.update", "/hooks/T0/B0/xyz"} {
+		resp, err := hc.Post(slack.URL+path, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := hc.Post("http://127.0.0.1:1/api/pins.add", "application/json", nil); err == nil {
+		t.Fatal("a call to a closed port succeeded")
+	}
+	got := scrape(t, m)
+	for name, want := range map[string]float64{
+		`rolloutbot_slack_api_calls_total{code="OK",method="chat.postMessage"}`:           1,
+		`rolloutbot_slack_api_calls_total{code="OK",method="chat.update"}`:                1,
+		`rolloutbot_slack_api_calls_total{code="Too Many Requests",method="chat.update"}`: 1,
+		`rolloutbot_slack_rate_limited_total{method="chat.update"}`:                       1,
+		`rolloutbot_slack_api_calls_total{code="OK",method="response_url"}`:               1,
+		`rolloutbot_slack_api_calls_total{code="error",method="pins.add"}`:                1,
+	} {
+		if v := got(name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+}
