@@ -191,11 +191,12 @@ func (s *Status) Run(ctx context.Context) {
 	}
 }
 
-// flush writes what is pending, waiting out short rate limits, until ctx ends.
+// flush writes what is pending, waiting out short rate limits, until ctx
+// ends or nothing more can be written before it does.
 func (s *Status) flush(ctx context.Context) {
 	for {
 		next := s.step(ctx)
-		if next.IsZero() {
+		if deadline, ok := ctx.Deadline(); next.IsZero() || ok && next.After(deadline) {
 			return
 		}
 		select {

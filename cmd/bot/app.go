@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
 	"strings"
 	"time"
 
+	"github.com/rolloutbot/rolloutbot/bot"
 	"github.com/rolloutbot/rolloutbot/config"
+	"github.com/rolloutbot/rolloutbot/console"
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/sshrunner"
 	"github.com/rolloutbot/rolloutbot/store"
@@ -73,12 +76,20 @@ func inventory(cfg *config.Config, db *store.DB) rollout.Inventory {
 	return db
 }
 
-// open wires everything a rollout needs.
-func (m *Main) open(ctx context.Context, cfg *config.Config, notifier rollout.Notifier) (*app, error) {
+// notify makes the engine's notifier once the store is open: the Slack
+// status keeps its message's place there.
+type notify func(cfg *config.Config, db *store.DB) rollout.Notifier
+
+// open wires everything a rollout needs; notify may be nil.
+func (m *Main) open(ctx context.Context, cfg *config.Config, notify notify) (*app, error) {
 	log := m.logger(cfg)
 	db, err := m.openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	var notifier rollout.Notifier
+	if notify != nil {
+		notifier = notify(cfg, db)
 	}
 	runner, err := sshrunner.New(cfg.Runner(), db, log)
 	if err != nil {
@@ -92,6 +103,22 @@ func (m *Main) open(ctx context.Context, cfg *config.Config, notifier rollout.No
 		LeaseTTL: cfg.Rollout.LeaseTTL, Grace: cfg.Rollout.Grace, Latest: latestVersion(cfg.Rollout.LatestVersionCommand),
 	})
 	return a, nil
+}
+
+// withSlack returns a notify for open that adds the Slack status message to
+// the terminal's progress when Slack is configured, so a rollout started or
+// resumed from a terminal shows in the channel like any other, Halt button
+// included (a running bot takes the press). With Slack away the rollout goes
+// on without it. follow runs the writer.
+func (m *Main) withSlack(progress *console.Progress, status **bot.Status) notify {
+	return func(cfg *config.Config, db *store.DB) rollout.Notifier {
+		if cfg.Slack.BotToken == "" || cfg.Slack.Channel == "" {
+			return progress
+		}
+		api := bot.NewClient(cfg.Slack.BotToken, cfg.Slack.AppToken, cfg.Slack.APIURL, &http.Client{Timeout: 10 * time.Second})
+		*status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval}, db, m.logger(cfg))
+		return rollout.Notifiers{progress, *status}
+	}
 }
 
 func (a *app) Close() {

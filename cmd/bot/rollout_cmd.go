@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rolloutbot/rolloutbot/bot"
 	"github.com/rolloutbot/rolloutbot/console"
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/store"
@@ -87,7 +88,7 @@ func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.
 }
 
 // openForRollout reads start's and plan's flags and opens the program.
-func (m *Main) openForRollout(ctx context.Context, name string, args []string, n rollout.Notifier) (*app, string, rollout.Settings, error) {
+func (m *Main) openForRollout(ctx context.Context, name string, args []string, notify notify) (*app, string, rollout.Settings, error) {
 	fs, cfgPath := m.flags(name)
 	sf := addSettingsFlags(fs)
 	pos, err := parse(fs, args, 1)
@@ -102,13 +103,14 @@ func (m *Main) openForRollout(ctx context.Context, name string, args []string, n
 	if err != nil {
 		return nil, "", s, err
 	}
-	a, err := m.open(ctx, cfg, n)
+	a, err := m.open(ctx, cfg, notify)
 	return a, version, s, err
 }
 
 func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	progress := console.NewProgress(m.Stdout, m.TTY)
-	a, version, s, err := m.openForRollout(ctx, "rollout start", args, progress)
+	var status *bot.Status
+	a, version, s, err := m.openForRollout(ctx, "rollout start", args, m.withSlack(progress, &status))
 	if err != nil {
 		return err
 	}
@@ -117,13 +119,20 @@ func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return m.follow(ctx, a, progress, r.ID)
+	return m.follow(ctx, a, progress, status, r.ID)
 }
 
 // follow drives a rollout in this process until it ends, or until the user
 // interrupts: then hosts in flight finish and the rollout stays active for
 // `rollout resume` (or a running bot) to continue.
-func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, id int64) error {
+func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, status *bot.Status, id int64) error {
+	if status != nil {
+		// The status writer outlives ctx by its last flush of the final state.
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { status.Run(sctx); close(done) }()
+		defer func() { stop(); <-done }()
+	}
 	final, err := a.engine.Run(ctx, id)
 	progress.Finish()
 	if ctx.Err() != nil {
@@ -272,7 +281,8 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 		return err
 	}
 	progress := console.NewProgress(m.Stdout, m.TTY)
-	a, err := m.open(ctx, cfg, progress)
+	var status *bot.Status
+	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
 	if err != nil {
 		return err
 	}
@@ -294,7 +304,7 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 		a.engine.Audit(ctx, rollout.AuditEntry{Actor: actor(), Source: rollout.SourceCLI, Action: "resume", RolloutID: r.ID,
 			Allowed: true, Detail: "took over an active rollout"})
 	}
-	return m.follow(ctx, a, progress, r.ID)
+	return m.follow(ctx, a, progress, status, r.ID)
 }
 
 // awaitLease waits until rollout r can be claimed here: at once when nobody

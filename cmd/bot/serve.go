@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/bot"
+	"github.com/rolloutbot/rolloutbot/config"
 	"github.com/rolloutbot/rolloutbot/metrics"
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/schedule"
+	"github.com/rolloutbot/rolloutbot/store"
 )
 
 // serve runs the Slack bot, the engine, the scheduler and the ops endpoints
@@ -35,13 +37,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	api := bot.NewClient(cfg.Slack.BotToken, cfg.Slack.AppToken, cfg.Slack.APIURL,
 		&http.Client{Transport: met.RoundTripper(nil), Timeout: 30 * time.Second})
 	log := m.logger(cfg)
-	db, err := m.openStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	status := bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval}, db, log)
-	a, err := m.open(ctx, cfg, rollout.Notifiers{status, met})
+	var status *bot.Status
+	a, err := m.open(ctx, cfg, func(cfg *config.Config, db *store.DB) rollout.Notifier {
+		status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval}, db, log)
+		return rollout.Notifiers{status, met}
+	})
 	if err != nil {
 		return err
 	}

@@ -292,3 +292,54 @@ func TestServeHighAvailability(t *testing.T) {
 		t.Fatalf("the status message did not reach the final state: %s\n%s", m.Blocks, logs())
 	}
 }
+
+// A rollout started from a terminal shows in Slack like any other when Slack
+// is configured: its status message is posted, pinned and ended by the CLI
+// process, and a Halt pressed on it is taken by the running bot and stops
+// the CLI's rollout.
+func TestCLIRolloutInSlack(t *testing.T) {
+	f, fake, _ := slackFixture(t, fixtureOptions{hosts: 30, latency: 100 * time.Millisecond})
+	f.child("serve")
+	waitConnections(t, fake, 1)
+	cli := f.child("rollout", "start", "v2")
+	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.MessageTS != "" })
+	if r.Source != rollout.SourceCLI {
+		t.Fatalf("rollout from %s, want the CLI", r.Source)
+	}
+	if pins := fake.Pins("C0OPS"); len(pins) != 1 || pins[0] != r.MessageTS {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := fake.WaitFor(ctx, func() bool { p := fake.Pins("C0OPS"); return len(p) == 1 && p[0] == r.MessageTS }); err != nil {
+			t.Fatalf("the CLI's status message %s is not pinned: %v", r.MessageTS, fake.Pins("C0OPS"))
+		}
+	}
+	if _, err := fake.ClickButton(slackfake.ButtonClick{UserID: admin, ChannelID: "C0OPS", MessageTS: r.MessageTS, ActionID: bot.HaltActionID}); err != nil {
+		t.Fatal(err)
+	}
+	if code := cli.wait(t); code == 0 || !strings.Contains(cli.out.String(), "halted") {
+		t.Fatalf("the CLI exited %d after the Halt; output:\n%s", code, cli.out.String())
+	}
+	// The CLI wrote the final state before it exited.
+	m, _ := fake.Message("C0OPS", r.MessageTS)
+	if b := string(m.Blocks); !strings.Contains(b, bot.OutcomeBlockID) || strings.Contains(b, bot.HaltActionID) || !strings.Contains(b, "Halted by") {
+		t.Errorf("the status message after the halt:\n%s", b)
+	}
+	if n := f.fleet.Totals().Updates; n >= 30 {
+		t.Errorf("all %d hosts updated: the halt did not stop the CLI's rollout", n)
+	}
+}
+
+// Break-glass: with Slack configured but away, a rollout from the terminal
+// goes on, with one clear error and no message.
+func TestCLIRolloutWithSlackAway(t *testing.T) {
+	f, _, _ := slackFixture(t, fixtureOptions{hosts: 6})
+	f.env = append(f.env, "SLACK_API_URL=http://"+freeAddr(t)+"/api/") // the last one counts
+	code, out := f.run("rollout", "start", "v2")
+	if code != 0 {
+		t.Fatalf("rollout start exited %d with Slack away:\n%s", code, out)
+	}
+	if n := strings.Count(out, "cannot post the rollout status message"); n != 1 {
+		t.Errorf("%d errors about the status message, want 1:\n%s", n, out)
+	}
+	f.assertEachHostOnce()
+}
