@@ -99,6 +99,14 @@ func (s *sim) rollout(b *testing.B, st rollout.Store, inv rollout.Inventory, con
 	return d
 }
 
+// best is the shorter of two times, the first one given when the other is 0.
+func best(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
 func openStore(b *testing.B, dsn string, hosts []rollout.Host) *store.DB {
 	b.Helper()
 	db, err := store.Open(context.Background(), dsn, nil)
@@ -125,34 +133,52 @@ func BenchmarkRollout(b *testing.B) {
 			sq := openStore(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), s.hosts)
 			pq := openStore(b, pg.NewDatabase(b), s.hosts)
 			for i := range b.N {
-				runtime.GC()
-				floorD := floor(b, sz.hosts, sz.conc)
-
-				runtime.GC()
-				simRSS := resetPeakRSS()
+				// The machine is shared and noisy: the floor, the in-memory
+				// run and the PostgreSQL run go twice, interleaved, and each
+				// reports its best.
+				var floorD, memD, pqD time.Duration
+				var memCPU, pgCPU, pgServer float64
 				var ms0, ms1 runtime.MemStats
-				runtime.ReadMemStats(&ms0)
-				mself0, _ := cpu()
-				mem := newMemStore(s.hosts)
-				memD := s.rollout(b, mem, mem, sz.conc, fmt.Sprintf("v%d.mem", i+2), nil)
-				mself1, _ := cpu()
-				runtime.ReadMemStats(&ms1)
+				var simRSS, peak int64
+				var pqc *counting
+				for rep := range 2 {
+					runtime.GC()
+					floorD = best(floorD, floor(b, sz.hosts, sz.conc))
 
-				peak := peakRSS()
+					runtime.GC()
+					if rep == 0 {
+						simRSS = resetPeakRSS()
+						runtime.ReadMemStats(&ms0)
+					}
+					mself0, _ := cpu()
+					mem := newMemStore(s.hosts)
+					memD = best(memD, s.rollout(b, mem, mem, sz.conc, fmt.Sprintf("v%d.mem%d", i+2, rep), nil))
+					mself1, _ := cpu()
+					if rep == 0 {
+						runtime.ReadMemStats(&ms1)
+						peak = peakRSS()
+					}
 
+					self0, pg0 := cpu()
+					c := &counting{Store: pq}
+					pqD = best(pqD, s.rollout(b, c, pq, sz.conc, fmt.Sprintf("v%d.pg%d", i+2, rep), nil))
+					self1, pg1 := cpu()
+					// The rollout is CPU-bound on this machine, so what the
+					// store costs shows more steadily in CPU than in wall
+					// time: the PostgreSQL run's CPU (here and in the server)
+					// over the in-memory run's.
+					if cur := (self1 - self0) + (pg1 - pg0); rep == 0 || cur < pgCPU {
+						pgCPU, pgServer = cur, pg1-pg0
+					}
+					if cur := mself1 - mself0; rep == 0 || cur < memCPU {
+						memCPU = cur
+					}
+					pqc = c
+				}
 				sqc := &counting{Store: sq}
 				sqD := s.rollout(b, sqc, sq, sz.conc, fmt.Sprintf("v%d.sqlite", i+2), nil)
-				self0, pg0 := cpu()
-				pqc := &counting{Store: pq}
-				pqD := s.rollout(b, pqc, pq, sz.conc, fmt.Sprintf("v%d.pg", i+2), nil)
-				self1, pg1 := cpu()
-				// The rollout is CPU-bound on this machine, so what the store
-				// costs shows more steadily in CPU than in wall time: the
-				// PostgreSQL run's CPU (here and in the server) over the
-				// in-memory run's.
-				pgCPU := (self1 - self0) + (pg1 - pg0)
-				memCPU := mself1 - mself0
-				b.ReportMetric((pg1-pg0)/float64(sz.hosts)*1e3, "pg-server-cpu-ms/host")
+
+				b.ReportMetric(pgServer/float64(sz.hosts)*1e3, "pg-server-cpu-ms/host")
 				b.ReportMetric(pgCPU/float64(sz.hosts)*1e3, "cpu-ms/host(pg)")
 				b.ReportMetric(memCPU/float64(sz.hosts)*1e3, "cpu-ms/host(mem)")
 				b.ReportMetric(100*(pgCPU-memCPU)/pgCPU, "pg-store-cpu-%")
