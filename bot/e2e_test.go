@@ -126,7 +126,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() {
 		cancel()
 		e.done.Wait()
-		runner.Close()
 		e.db.Close()
 		e.fleet.Close()
 		e.slack.Close()

@@ -131,6 +131,11 @@ func (s *Status) Notify(ev rollout.Event) {
 		}
 		m.thread = append(m.thread, endLine(&r, ev.Progress.Counts)+" — "+ev.Progress.Counts.String()+", "+elapsed(r, ev.At))
 	}
+	s.wake()
+}
+
+// wake tells Run there is something to write.
+func (s *Status) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -162,10 +167,7 @@ func (s *Status) Reconcile(ctx context.Context) error {
 		s.msgs[r.ID] = &statusMsg{id: r.ID, ts: r.MessageTS, progress: p, gen: 1, ended: true}
 	}
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wake()
 	return nil
 }
 

@@ -207,9 +207,6 @@ func loadKey(path, passphrase string) (ssh.Signer, error) {
 	return s, nil
 }
 
-// Close releases the runner; connections it opened are closed by their owners.
-func (r *Runner) Close() error { return nil }
-
 // Connect opens an SSH connection to h, verifying its host key, within the
 // connect timeout.
 func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, error) {

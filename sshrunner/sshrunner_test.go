@@ -102,7 +102,6 @@ func newRunner(t *testing.T, cfg sshrunner.Config, pins sshrunner.KeyStore) *ssh
 	if err != nil {
 		t.Fatalf("sshrunner.New: %v", err)
 	}
-	t.Cleanup(func() { r.Close() })
 	return r
 }
 
@@ -458,10 +457,7 @@ func TestNewRefuses(t *testing.T) {
 			t.Setenv("SSH_AUTH_SOCK", "")
 			cfg := s.config()
 			tt.config(&cfg)
-			r, err := sshrunner.New(cfg, tt.pins, nil)
-			if err == nil {
-				r.Close()
-			}
+			_, err := sshrunner.New(cfg, tt.pins, nil)
 			mustContain(t, "New", err, tt.want...)
 		})
 	}
@@ -686,9 +682,6 @@ func TestKeyPassphrase(t *testing.T) {
 			cfg.KeyPassphrase = tt.passphrase
 			r, err := sshrunner.New(cfg, nil, nil)
 			if tt.want != nil {
-				if err == nil {
-					r.Close()
-				}
 				mustContain(t, "New", err, tt.want...)
 				if tt.passphrase != "" && strings.Contains(err.Error(), tt.passphrase) {
 					t.Errorf("error %q shows the passphrase", err)
@@ -698,7 +691,6 @@ func TestKeyPassphrase(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			defer r.Close()
 			c, err := r.Connect(context.Background(), s.host(0))
 			if err != nil {
 				t.Fatalf("Connect: %v", err)
@@ -1033,7 +1025,6 @@ func TestFrozenHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer r.Close()
 			c := connect(t, r, p.host())
 			ctx := context.Background()
 			if v, err := c.Version(ctx); err != nil || v != "v1" {

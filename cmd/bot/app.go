@@ -43,13 +43,12 @@ func (m *Main) logger(cfg *config.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(m.Stderr, opts))
 }
 
-// app is the wired program: store, inventory, SSH runner and engine.
+// app is the wired program: store, inventory and the engine with its SSH runner.
 type app struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	db     *store.DB
 	inv    rollout.Inventory
-	runner *sshrunner.Runner
 	engine *rollout.Engine
 }
 
@@ -96,7 +95,7 @@ func (m *Main) open(ctx context.Context, cfg *config.Config, notify notify) (*ap
 		db.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, db: db, inv: inventory(cfg, db), runner: runner}
+	a := &app{cfg: cfg, log: log, db: db, inv: inventory(cfg, db)}
 	a.engine = rollout.New(rollout.Config{
 		Store: db, Inventory: a.inv, Updater: runner, Notifier: notifier, Logger: log,
 		Defaults: cfg.Settings(), HealthTimeout: cfg.Rollout.HealthTimeout, HealthInterval: cfg.Rollout.HealthInterval,
@@ -122,7 +121,6 @@ func (m *Main) withSlack(progress *console.Progress, status **bot.Status) notify
 }
 
 func (a *app) Close() {
-	a.runner.Close()
 	a.db.Close()
 }
 

@@ -82,7 +82,6 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer runner.Close()
 	progress := console.NewProgress(m.Stdout, m.TTY)
 	engine := rollout.New(rollout.Config{
 		Store: db, Inventory: db, Updater: runner, Notifier: progress, Defaults: settings,
