@@ -26,7 +26,6 @@ type knownHosts struct {
 	complex  bool // hashed or wildcard entries exist: an index miss asks knownhosts
 	full     ssh.HostKeyCallback
 	disabled bool          // @revoked or @cert-authority lines: always ask knownhosts
-	certs    bool          // @cert-authority lines: hosts may present certificates
 	probeKey ssh.PublicKey // a key no file lists, for probe
 }
 
@@ -51,9 +50,8 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 			}
 			return nil, err
 		}
-		if marker != "" {
+		if marker != "" { // "revoked" or "cert-authority"
 			k.disabled = true
-			k.certs = k.certs || marker == "@cert-authority"
 			continue
 		}
 		for _, h := range hosts {
@@ -139,10 +137,11 @@ func (h *hostCheck) algorithms() []string {
 // does not hold (hashed, wildcard): it checks a key no file lists, and the
 // refusal names the keys wanted. Without this a server with several host
 // keys presents the kind x/crypto prefers (ECDSA), not the one listed, and
-// the check fails as a changed key. Files with @cert-authority lines are
-// left alone: a host may present a certificate.
+// the check fails as a changed key. A host that only a @cert-authority line
+// covers lists no key: it gets no hint, and x/crypto asks for certificates
+// first.
 func (k *knownHosts) probe(addr string) []ssh.PublicKey {
-	if k.probeKey == nil || k.certs {
+	if k.probeKey == nil {
 		return nil
 	}
 	// The remote address is only parsed: knownhosts matches addr first.

@@ -409,6 +409,27 @@ func TestSSHD(t *testing.T) {
 		mustContain(t, "Connect", err, "revoked")
 	})
 
+	// A @cert-authority line (for other hosts) beside a plain entry: the
+	// runner must still ask this server for the kind of key listed, and
+	// also accept a certificate, which such files are for.
+	t.Run("known_hosts with a cert authority", func(t *testing.T) {
+		t.Parallel()
+		ca, err := keygen(t.TempDir(), "ca", "-t", "ed25519")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range []string{"ed25519", "rsa"} {
+			cfg := s.config(t)
+			cfg.KnownHostsFile = writeKnownHosts(t,
+				"@cert-authority *.example.com "+authorizedKey(readPublicKey(t, ca+".pub")),
+				knownhosts.Line([]string{s.host.Addr()}, s.hostKeys[typ]))
+			c := connect(t, newRunner(t, cfg, nil), s.host)
+			if _, err := c.Version(ctx); err != nil {
+				t.Fatalf("%s: %v", typ, err)
+			}
+		}
+	})
+
 	t.Run("changed host key", func(t *testing.T) {
 		t.Parallel()
 		cfg := s.config(t)
