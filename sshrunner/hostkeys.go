@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -25,8 +26,9 @@ type knownHosts struct {
 	index    map[string][]ssh.PublicKey
 	complex  bool // hashed or wildcard entries exist: an index miss asks knownhosts
 	full     ssh.HostKeyCallback
-	disabled bool          // @revoked or @cert-authority lines: always ask knownhosts
-	probeKey ssh.PublicKey // a key no file lists, for probe
+	disabled bool            // @revoked or @cert-authority lines: always ask knownhosts
+	cas      map[string]bool // @cert-authority keys, marshalled
+	probeKey ssh.PublicKey   // a key no file lists, for probe
 }
 
 func loadKnownHosts(path string) (*knownHosts, error) {
@@ -38,7 +40,7 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &knownHosts{path: path, index: map[string][]ssh.PublicKey{}, full: full}
+	k := &knownHosts{path: path, index: map[string][]ssh.PublicKey{}, cas: map[string]bool{}, full: full}
 	for rest := data; len(bytes.TrimSpace(rest)) > 0; {
 		var marker string
 		var hosts []string
@@ -50,8 +52,11 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 			}
 			return nil, err
 		}
-		if marker != "" { // "revoked" or "cert-authority"
+		if marker != "" { // "revoked" or "cert-authority", without the @
 			k.disabled = true
+			if marker == "cert-authority" {
+				k.cas[string(key.Marshal())] = true
+			}
 			continue
 		}
 		for _, h := range hosts {
@@ -113,9 +118,9 @@ func hostName(addr string) string { return strings.ToLower(addr) }
 // algorithms asks the server for the kinds of key we can verify, so a server
 // with several host keys does not present one we do not know.
 func (h *hostCheck) algorithms() []string {
-	keys := h.listed
+	keys, certs := h.listed, false
 	if len(keys) == 0 && h.r.known != nil {
-		keys = h.r.known.probe(h.addr)
+		keys, certs = h.r.known.probe(h.addr)
 	}
 	if len(keys) == 0 && h.pinned != "" {
 		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.pinned)); err == nil {
@@ -130,30 +135,47 @@ func (h *hostCheck) algorithms() []string {
 			algos = append(algos, k.Type())
 		}
 	}
+	if certs && len(algos) > 0 {
+		// A CA vouches for the host too: a certificate first, else the key listed.
+		algos = append(slices.Clip(certAlgos), algos...)
+	}
 	return algos
 }
+
+// certAlgos are the host certificate algorithms, as x/crypto prefers them.
+var certAlgos = []string{ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01}
 
 // probe returns the keys knownhosts lists for addr in entries the index
 // does not hold (hashed, wildcard): it checks a key no file lists, and the
 // refusal names the keys wanted. Without this a server with several host
 // keys presents the kind x/crypto prefers (ECDSA), not the one listed, and
-// the check fails as a changed key. A host that only a @cert-authority line
-// covers lists no key: it gets no hint, and x/crypto asks for certificates
-// first.
-func (k *knownHosts) probe(addr string) []ssh.PublicKey {
+// the check fails as a changed key. certs says a @cert-authority line covers
+// addr; its CA's key is not one the host presents, so it is left out. A host
+// only a CA covers gets no hint, and x/crypto asks for certificates first.
+func (k *knownHosts) probe(addr string) (keys []ssh.PublicKey, certs bool) {
 	if k.probeKey == nil {
-		return nil
+		return nil, false
 	}
 	// The remote address is only parsed: knownhosts matches addr first.
 	var ke *knownhosts.KeyError
 	if !errors.As(k.full(hostName(addr), &net.TCPAddr{IP: net.IPv4zero}, k.probeKey), &ke) {
-		return nil
+		return nil, false
 	}
-	keys := make([]ssh.PublicKey, 0, len(ke.Want))
+	return k.hostKeysOf(ke)
+}
+
+// hostKeysOf splits the keys a refusal wanted into host keys and whether a
+// CA was among them.
+func (k *knownHosts) hostKeysOf(ke *knownhosts.KeyError) (keys []ssh.PublicKey, certs bool) {
 	for _, w := range ke.Want {
-		keys = append(keys, w.Key)
+		if k.cas[string(w.Key.Marshal())] {
+			certs = true
+		} else {
+			keys = append(keys, w.Key)
+		}
 	}
-	return keys
+	return keys, certs
 }
 
 func (h *hostCheck) check(hostname string, remote net.Addr, key ssh.PublicKey) error {
@@ -187,7 +209,11 @@ func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) 
 			case errors.As(err, &re):
 				return fmt.Errorf("host key of %s (%s) is revoked in %s", h.addr, fp, k.path)
 			case errors.As(err, &ke) && len(ke.Want) > 0:
-				return h.changed(ke.Want[0].Key, key)
+				if keys, _ := k.hostKeysOf(ke); len(keys) > 0 {
+					return h.changed(keys[0], key)
+				}
+				return fmt.Errorf("host %s presented a plain %s key (%s), but %s vouches for it only through a certificate authority",
+					h.addr, key.Type(), fp, k.path)
 			case !errors.As(err, &ke):
 				return fmt.Errorf("check host key of %s: %w", h.addr, err)
 			}

@@ -71,7 +71,9 @@ func readPublicKey(t *testing.T, path string) ssh.PublicKey {
 
 // startSSHD starts sshd and returns once it accepts connections. It fails
 // the test, never skips it, when OpenSSH is not installed.
-func startSSHD(t *testing.T) *sshd {
+// startSSHD starts a server; extra lines go at the end of its sshd_config,
+// and extra may use {dir} for the server's directory.
+func startSSHD(t *testing.T, setup func(dir string) (extra []string)) *sshd {
 	t.Helper()
 	if _, err := os.Stat(sshdPath); err != nil {
 		t.Fatalf("%s: %v; %s", sshdPath, err, installHint)
@@ -136,6 +138,10 @@ func startSSHD(t *testing.T) *sshd {
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(strings.Join(authorized, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var extra []string
+	if setup != nil {
+		extra = setup(dir)
+	}
 
 	// A free port can be taken between the check and sshd's bind: try again.
 	for attempt := 1; ; attempt++ {
@@ -157,6 +163,7 @@ func startSSHD(t *testing.T) *sshd {
 			"X11Forwarding no",
 			"PrintMotd no",
 			"LogLevel VERBOSE",
+		}, extra, []string{
 			"Match LocalPort " + strconv.Itoa(port2), // last: a Match block runs to the end
 			"MaxSessions 0",
 		})
@@ -283,7 +290,7 @@ func (s *sshd) config(t *testing.T) sshrunner.Config {
 
 func TestSSHD(t *testing.T) {
 	start := time.Now()
-	s := startSSHD(t)
+	s := startSSHD(t, nil)
 	t.Logf("sshd up in %v on %s", time.Since(start), s.host.Addr())
 	ctx := context.Background()
 	versionFile := filepath.Join(s.dir, "version")
@@ -428,6 +435,11 @@ func TestSSHD(t *testing.T) {
 				t.Fatalf("%s: %v", typ, err)
 			}
 		}
+		// Only the CA vouches for this server, which has no certificate.
+		cfg := s.config(t)
+		cfg.KnownHostsFile = writeKnownHosts(t, "@cert-authority [127.0.0.1]:"+strconv.Itoa(s.host.Port)+" "+authorizedKey(readPublicKey(t, ca+".pub")))
+		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+		mustContain(t, "Connect", err, "presented a plain", "only through a certificate authority")
 	})
 
 	t.Run("changed host key", func(t *testing.T) {
@@ -595,4 +607,48 @@ func waitGone(t *testing.T, pid int) {
 		}
 		<-tick.C
 	}
+}
+
+// A server whose host key is certified by a CA, with known_hosts listing only
+// the CA (@cert-authority): the runner asks for and verifies the certificate.
+func TestSSHDHostCertificate(t *testing.T) {
+	var caPub ssh.PublicKey
+	s := startSSHD(t, func(dir string) []string {
+		ca, err := keygen(dir, "host_ca", "-t", "ed25519")
+		if err != nil {
+			t.Fatal(err)
+		}
+		caPub = readPublicKey(t, ca+".pub")
+		if out, err := exec.Command("ssh-keygen", "-q", "-s", ca, "-I", "rolloutbot-test", "-h", "-n", "127.0.0.1",
+			filepath.Join(dir, "host_ed25519.pub")).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -s: %v\n%s", err, out)
+		}
+		return []string{"HostCertificate " + filepath.Join(dir, "host_ed25519-cert.pub")}
+	})
+	ctx := context.Background()
+	if err := os.WriteFile(filepath.Join(s.dir, "version"), []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	caLine := "@cert-authority [127.0.0.1]:" + strconv.Itoa(s.host.Port) + " " + authorizedKey(caPub)
+	for name, lines := range map[string][]string{
+		"the CA only": {caLine},
+		// A plain entry for its RSA key too: the certificate is still asked for first.
+		"the CA and a plain entry": {caLine, knownhosts.Line([]string{s.host.Addr()}, s.hostKeys["rsa"])},
+	} {
+		cfg := s.config(t)
+		cfg.KnownHostsFile = writeKnownHosts(t, lines...)
+		c := connect(t, newRunner(t, cfg, nil), s.host)
+		if v, err := c.Version(ctx); err != nil || v != "v1" {
+			t.Fatalf("%s: Version = %q, %v", name, v, err)
+		}
+	}
+	// Another CA's line does not vouch for it.
+	other, err := keygen(t.TempDir(), "other_ca", "-t", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.config(t)
+	cfg.KnownHostsFile = writeKnownHosts(t, "@cert-authority [127.0.0.1]:"+strconv.Itoa(s.host.Port)+" "+authorizedKey(readPublicKey(t, other+".pub")))
+	_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+	mustContain(t, "Connect to a host certified by another CA", err, "check host key of "+s.host.Addr(), "no authorities")
 }
