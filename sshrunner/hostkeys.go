@@ -135,12 +135,21 @@ func (h *hostCheck) algorithms() []string {
 			algos = append(algos, k.Type())
 		}
 	}
-	if certs && len(algos) > 0 {
+	switch {
+	case certs && len(algos) > 0:
 		// A CA vouches for the host too: a certificate first, else the key listed.
 		algos = append(slices.Clip(certAlgos), algos...)
+	case !certs && len(algos) == 0 && h.r.cfg.TrustOnFirstUse:
+		// About to pin: the host's own key, not a certificate, which is
+		// reissued and would then read as a changed key.
+		algos = plainAlgos
 	}
 	return algos
 }
+
+// plainAlgos are the host key algorithms without certificates.
+var plainAlgos = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
 
 // certAlgos are the host certificate algorithms, as x/crypto prefers them.
 var certAlgos = []string{ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,

@@ -651,4 +651,16 @@ func TestSSHDHostCertificate(t *testing.T) {
 	cfg.KnownHostsFile = writeKnownHosts(t, "@cert-authority [127.0.0.1]:"+strconv.Itoa(s.host.Port)+" "+authorizedKey(readPublicKey(t, other+".pub")))
 	_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
 	mustContain(t, "Connect to a host certified by another CA", err, "check host key of "+s.host.Addr(), "no authorities")
+
+	// Trust on first use pins the host's own key, not its certificate,
+	// which is reissued (often daily) and would then read as a changed key.
+	db := openStore(t)
+	cfg = s.config(t)
+	cfg.KnownHostsFile = ""
+	cfg.TrustOnFirstUse = true
+	connect(t, newRunner(t, cfg, db), s.host).Close()
+	pinned, err := db.PinnedHostKey(ctx, s.host.Addr())
+	if err != nil || strings.Contains(pinned, "cert") {
+		t.Fatalf("pinned %q, %v; want a plain host key", pinned, err)
+	}
 }
