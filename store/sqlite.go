@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -20,6 +21,9 @@ import (
 // processes on one file queue on the busy timeout instead of deadlocking.
 type sqliteDB struct {
 	db *sql.DB
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // prepared once, for the statements every batch runs
 }
 
 func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
@@ -48,11 +52,34 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 		db.Close()
 		return nil, err
 	}
-	return &sqliteDB{db: db}, nil
+	return &sqliteDB{db: db, stmts: map[string]*sql.Stmt{}}, nil
 }
 
 func (s *sqliteDB) kind() string { return "sqlite" }
-func (s *sqliteDB) close()       { s.db.Close() }
+
+func (s *sqliteDB) close() {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.db.Close()
+}
+
+// stmt returns q prepared, preparing it on first use: SQLite parses a
+// statement each time it is prepared, which for the per-batch statements
+// was a third of the store's CPU. A failed prepare is tried again next time.
+func (s *sqliteDB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s.stmts[q] = st
+	return st, nil
+}
 
 func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return sqlExec(s.db.ExecContext(ctx, q, args...))
@@ -102,23 +129,27 @@ func (s *sqliteDB) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts
 // saveResults writes the batch in one immediate transaction, which excludes
 // any concurrent takeover for its duration.
 func (s *sqliteDB) saveResults(ctx context.Context, owner string, results []rollout.HostResult) (bool, error) {
+	ownerOf, err := s.stmt(ctx, `SELECT owner FROM rollouts WHERE id = $1`)
+	if err != nil {
+		return false, err
+	}
+	update, err := s.stmt(ctx, updateResultSQL)
+	if err != nil {
+		return false, err
+	}
 	t, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer t.Rollback()
 	var cur string
-	if err := t.QueryRowContext(ctx, `SELECT owner FROM rollouts WHERE id = $1`, results[0].RolloutID).Scan(&cur); err != nil {
+	if err := t.StmtContext(ctx, ownerOf).QueryRowContext(ctx, results[0].RolloutID).Scan(&cur); err != nil {
 		return false, err
 	}
 	if cur != owner {
 		return false, nil
 	}
-	st, err := t.PrepareContext(ctx, updateResultSQL)
-	if err != nil {
-		return false, err
-	}
-	defer st.Close()
+	st := t.StmtContext(ctx, update)
 	for _, hr := range results {
 		if _, err := st.ExecContext(ctx, resultArgs(hr)...); err != nil {
 			return false, err
