@@ -58,6 +58,8 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 func (s *sqliteDB) kind() string { return "sqlite" }
 
 func (s *sqliteDB) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, st := range s.stmts {
 		st.Close()
 	}
@@ -66,7 +68,7 @@ func (s *sqliteDB) close() {
 
 // stmt returns q prepared, preparing it on first use: SQLite parses a
 // statement each time it is prepared, which for the per-batch statements
-// was a third of the store's CPU. A failed prepare is tried again next time.
+// was about half of the store's CPU. A failed prepare is tried again next time.
 func (s *sqliteDB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
