@@ -93,7 +93,7 @@ func (s *sim) rollout(b *testing.B, st rollout.Store, inv rollout.Inventory, con
 	}
 	final, err := eng.Run(ctx, r.ID)
 	d := time.Since(start)
-	if err != nil || final.State != rollout.StateCompleted {
+	if err != nil || final.Phase != rollout.PhaseCompleted {
 		b.Fatalf("rollout: %v %+v", err, final)
 	}
 	return d

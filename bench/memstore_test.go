@@ -27,15 +27,16 @@ func (m *memStore) ActiveHosts(context.Context) ([]rollout.Host, error) {
 	return slices.Clone(m.hosts), nil
 }
 
-func (m *memStore) CreateRollout(_ context.Context, r *rollout.Rollout, hosts []rollout.Host) error {
+func (m *memStore) CreateRollout(_ context.Context, r *rollout.Rollout, hosts []rollout.Host, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, x := range m.rollouts {
-		if x.State.Active() {
+		if x.Phase.Active() {
 			return &rollout.ActiveError{Rollout: x}
 		}
 	}
 	r.ID = int64(len(m.rollouts) + 1)
+	r.LeaseUntil, r.Epoch = time.Now().Add(ttl), 1
 	cp := *r
 	m.rollouts = append(m.rollouts, &cp)
 	rs := make([]rollout.HostResult, len(hosts))
@@ -68,7 +69,7 @@ func (m *memStore) ActiveRollout(context.Context) (*rollout.Rollout, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range m.rollouts {
-		if r.State.Active() {
+		if r.Phase.Active() {
 			cp := *r
 			return &cp, nil
 		}
@@ -109,22 +110,29 @@ func (m *memStore) UpdateRollout(_ context.Context, owner string, r *rollout.Rol
 	if err != nil {
 		return err
 	}
-	cur.State, cur.Stage, cur.SegmentStart, cur.Reason, cur.HaltedBy = r.State, r.Stage, r.SegmentStart, r.Reason, r.HaltedBy
+	cur.Phase, cur.Stage, cur.Segment, cur.WaitUntil, cur.Error = r.Phase, r.Stage, r.Segment, r.WaitUntil, r.Error
+	if cur.Halt == nil {
+		cur.Halt = r.Halt
+	}
+	r.Halt = cur.Halt
 	cur.FinishedAt, cur.UpdatedAt = r.FinishedAt, r.UpdatedAt
 	return nil
 }
 
-func (m *memStore) ClaimRollout(_ context.Context, id int64, owner string, now time.Time, ttl time.Duration) (*rollout.Rollout, error) {
+func (m *memStore) ClaimRollout(_ context.Context, id int64, owner string, ttl time.Duration) (*rollout.Rollout, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, err := m.get(id)
 	if err != nil {
 		return nil, err
 	}
-	if !r.State.Active() {
+	if !r.Phase.Active() {
 		return nil, rollout.ErrNotRunning
 	}
-	r.Owner, r.LeaseUntil = owner, now.Add(ttl)
+	if r.Owner != owner {
+		r.Epoch++
+	}
+	r.Owner, r.LeaseUntil = owner, time.Now().Add(ttl)
 	cp := *r
 	return &cp, nil
 }
@@ -138,8 +146,10 @@ func (m *memStore) ReleaseRollout(_ context.Context, id int64, owner string) err
 	return nil
 }
 
-func (m *memStore) RequestHalt(context.Context, int64, string, string) error { return nil }
-func (m *memStore) ResumeRollout(context.Context, *rollout.Rollout) error {
+func (m *memStore) RequestHalt(context.Context, int64, rollout.Halt) (*rollout.Rollout, error) {
+	return nil, rollout.ErrNotRunning
+}
+func (m *memStore) ResumeRollout(context.Context, *rollout.Rollout, time.Duration) error {
 	return rollout.ErrNotHalted
 }
 func (m *memStore) Audit(context.Context, rollout.AuditEntry) error { return nil }

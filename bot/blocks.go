@@ -82,10 +82,9 @@ func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
 	if len(p.Recent) > 0 {
 		blocks = append(blocks, section(failureList(p.Recent, c.Failed+c.RolledBack)))
 	}
-	if r.State.Active() {
-		if r.HaltRequestedBy != "" {
-			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(fmt.Sprintf("⏸ Halt requested by %s%s — letting %d in-flight hosts finish",
-				who(r.HaltRequestedBy), reasonSuffix(r.HaltReason), c.Updating))))
+	if r.Phase.Active() {
+		if r.Halt != nil {
+			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r.Halt, c.Updating)+" — letting in-flight hosts finish")))
 		} else {
 			btn := slack.NewButtonBlockElement(HaltActionID, strconv.FormatInt(r.ID, 10), plain("Halt rollout"))
 			btn.Style = slack.StyleDanger
@@ -109,9 +108,9 @@ func stageLine(p rollout.Progress) string {
 		switch {
 		case st.Size() == 0:
 			label = "~" + label + "~"
-		case r.State == rollout.StateCompleted || st.Index < r.Stage:
+		case r.Phase == rollout.PhaseCompleted || st.Index < r.Stage || (st.Index == r.Stage && r.Phase == rollout.PhasePaused):
 			label = "✅ " + label
-		case st.Index == r.Stage && r.State.Active():
+		case st.Index == r.Stage && r.Phase.Active():
 			label = "▶️ *" + label + "*"
 		case st.Index == r.Stage:
 			label = "⏹ *" + label + "*"
@@ -123,11 +122,14 @@ func stageLine(p rollout.Progress) string {
 	return "*Stage* " + strings.Join(parts, " → ")
 }
 
-func stateWord(r rollout.Rollout) string {
-	if r.State.Active() {
-		return "stage " + strings.TrimPrefix(string(r.State), "stage_") + "%"
+func stateWord(r rollout.Rollout) string { return r.Label() }
+
+// haltingLine says that a halt is under way, and why.
+func haltingLine(h *rollout.Halt, inFlight int) string {
+	if h.Auto() {
+		return fmt.Sprintf("⏸ Halting: %s; %d in flight", escape(h.Reason), inFlight)
 	}
-	return string(r.State)
+	return fmt.Sprintf("⏸ Halt requested by %s%s; %d in flight", who(h.By), reasonSuffix(h.Reason), inFlight)
 }
 
 func elapsed(r rollout.Rollout, now time.Time) string {
@@ -178,13 +180,14 @@ func statusWord(s rollout.Status) string {
 
 func endLine(r *rollout.Rollout, c rollout.Counts) string {
 	switch {
-	case r.State == rollout.StateHalted && r.HaltedBy != "" && r.HaltedBy != "rolloutbot":
-		rest, _ := strings.CutPrefix(r.Reason, "halted by "+r.HaltedBy)
-		return "⏹ Halted by " + who(r.HaltedBy) + escape(rest)
-	case r.State == rollout.StateHalted:
-		return "⏹ Halted: " + escape(r.Reason)
-	case r.State == rollout.StateFailed:
-		return "💥 Failed: " + escape(r.Reason)
+	case r.Phase == rollout.PhaseHalted && r.Halt != nil && !r.Halt.Auto():
+		return "⏹ Halted by " + who(r.Halt.By) + escape(reasonSuffix(r.Halt.Reason))
+	case r.Phase == rollout.PhaseHalted && r.Halt != nil:
+		return "⏹ Halted: " + escape(r.Halt.Reason)
+	case r.Phase == rollout.PhaseHalted:
+		return "⏹ Halted"
+	case r.Phase == rollout.PhaseFailed:
+		return "💥 Failed: " + escape(r.Error)
 	case c.Failed+c.RolledBack > 0:
 		return "⚠️ C" + escape(rollout.Outcome(r, c)[1:])
 	}

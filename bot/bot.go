@@ -305,10 +305,10 @@ func (b *Bot) halt(ctx context.Context, c caller, reason string, id int64) (stri
 	switch {
 	case errors.Is(err, rollout.ErrNotRunning):
 		return "No rollout is running; nothing to halt.", nil
+	case errors.Is(err, rollout.ErrHalting) && r != nil && r.Halt != nil:
+		return fmt.Sprintf("Rollout #%d is already halting (%s).", r.ID, r.Halt), nil
 	case err != nil:
 		return "", err
-	case r.State == rollout.StateHalted:
-		return fmt.Sprintf("⏹ Rollout #%d halted (nothing was driving it).", r.ID), nil
 	}
 	return fmt.Sprintf("⏸ Halt requested for rollout #%d: no new host starts; hosts in flight finish, then it stops. `/rollout resume` continues it.", r.ID), nil
 }

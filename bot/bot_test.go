@@ -115,8 +115,8 @@ func TestSecondStartIsRefused(t *testing.T) {
 	e.ephemeral(groupie, "Rollout #1 of v2 is already running")
 	e.command(admin, "halt enough")
 	e.ephemeral(admin, "Halt requested for rollout #1")
-	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.State == rollout.StateHalted })
-	if r.HaltedBy != admin || !strings.Contains(r.Reason, "enough") {
+	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
+	if r.Halt == nil || r.Halt.By != admin || !strings.Contains(r.Halt.Reason, "enough") {
 		t.Fatalf("halted %+v", r)
 	}
 	e.waitFor("the halted status", e.rolloutEnded)
@@ -144,7 +144,7 @@ func TestHaltButton(t *testing.T) {
 	}
 	e.waitAck(id)
 	e.ephemeral(user, "Only rolloutbot admins can halt")
-	if r, _ := e.db.ActiveRollout(context.Background()); r == nil || r.HaltRequestedBy != "" {
+	if r, _ := e.db.ActiveRollout(context.Background()); r == nil || r.Halt != nil {
 		t.Fatalf("a non-admin's press reached the rollout: %+v", r)
 	}
 
@@ -156,12 +156,12 @@ func TestHaltButton(t *testing.T) {
 	e.waitAck(id)
 	e.ephemeral(admin, "Halt requested for rollout #1")
 	atHalt := e.fleet.Totals().Connections
-	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.State == rollout.StateHalted })
+	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	if got := e.fleet.Totals().Connections; got > atHalt+2 {
 		t.Errorf("%d hosts started after the halt, more than the 2 in flight", got-atHalt)
 	}
-	if r.HaltedBy != admin {
-		t.Errorf("halted by %q", r.HaltedBy)
+	if r.Halt == nil || r.Halt.By != admin {
+		t.Errorf("halted by %v", r.Halt)
 	}
 	e.waitFor("the button replaced", e.rolloutEnded)
 	log, _ := e.db.AuditLog(context.Background(), 10)
@@ -241,7 +241,7 @@ func TestNotInChannel(t *testing.T) {
 		}
 		return false
 	})
-	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	if logs := e.logs.String(); !strings.Contains(logs, "cannot post the rollout status message") || !strings.Contains(logs, "/invite") {
 		t.Errorf("log lacks a clear line:\n%s", logs)
 	}
@@ -264,11 +264,11 @@ func TestWorkspaceAdmins(t *testing.T) {
 func TestOnlyTheCurrentRolloutIsPinned(t *testing.T) {
 	e := newEnv(t, envOptions{hosts: 2})
 	e.command(admin, "start v2")
-	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	e.waitFor("the first pin", func() bool { return len(e.slack.Pins(channel)) == 1 })
 	first := e.slack.Pins(channel)[0]
 	e.command(admin, "start v3")
-	r := e.waitRollout("the second completed", func(r *rollout.Rollout) bool { return r.ID == 2 && r.State == rollout.StateCompleted })
+	r := e.waitRollout("the second completed", func(r *rollout.Rollout) bool { return r.ID == 2 && r.Phase == rollout.PhaseCompleted })
 	e.waitFor("the pin moved", func() bool {
 		pins := e.slack.Pins(channel)
 		return len(pins) == 1 && pins[0] == r.MessageTS

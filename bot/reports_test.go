@@ -14,7 +14,7 @@ import (
 func TestReports(t *testing.T) {
 	e := newEnv(t, envOptions{hosts: 20, failAt: map[int]fleetsim.Behavior{5: fleetsim.HealthFails, 15: fleetsim.RollbackFails}})
 	e.command(admin, "start v2")
-	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 
 	e.command(user, "status")
 	got := e.ephemeral(user, "Rollout #1 · v2")
@@ -85,7 +85,7 @@ func TestBlockKitLimitsAtScale(t *testing.T) {
 	e := newEnv(t, envOptions{hosts: 300, failAt: fail,
 		settings: rollout.Settings{Stages: []int{100}, Concurrency: 20, Threshold: 100}})
 	e.command(admin, "start v2")
-	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	e.waitFor("the final status", e.rolloutEnded)
 	m, _ := e.statusMessage()
 	text := blockText(m.Blocks)
@@ -142,7 +142,7 @@ func TestScheduleStartsARollout(t *testing.T) {
 	if _, err := sched.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	if r.Source != rollout.SourceSchedule || r.StartedBy != "schedule #1" {
 		t.Errorf("rollout %+v", r)
 	}

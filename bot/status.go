@@ -105,8 +105,8 @@ func (s *Status) Notify(ev rollout.Event) {
 		}
 	case rollout.EventStageStarted:
 		st := ev.Stage
-		line := fmt.Sprintf("▶️ Stage %d%%: %d hosts", st.Percent, st.End-max(st.Start, r.SegmentStart))
-		if at := rollout.HaltsAt(st.End-max(st.Start, r.SegmentStart), r.Settings.Threshold); at > 0 {
+		line := fmt.Sprintf("▶️ Stage %d%%: %d hosts", st.Percent, r.SegmentSize(st))
+		if at := rollout.HaltsAt(r.SegmentSize(st), r.Settings.Threshold); at > 0 {
 			line += fmt.Sprintf(", halts at %d failed", at)
 		}
 		m.thread = append(m.thread, line)
@@ -122,8 +122,7 @@ func (s *Status) Notify(ev rollout.Event) {
 			}
 		}
 	case rollout.EventHalting:
-		m.thread = append(m.thread, fmt.Sprintf("⏸ Halt requested by %s%s: no new host starts, %d in flight finish",
-			who(r.HaltRequestedBy), reasonSuffix(r.HaltReason), ev.Progress.Counts.Updating))
+		m.thread = append(m.thread, haltingLine(r.Halt, ev.Progress.Counts.Updating)+": no new host starts, hosts in flight finish")
 	case rollout.EventEnded:
 		m.ended = true
 		if m.more > 0 {
@@ -154,7 +153,7 @@ func (s *Status) Reconcile(ctx context.Context) error {
 		return err
 	}
 	r := rs[0]
-	if r.State.Active() || r.MessageTS == "" || r.Channel != s.cfg.Channel {
+	if r.Phase.Active() || r.MessageTS == "" || r.Channel != s.cfg.Channel {
 		return nil
 	}
 	results, err := s.store.HostResults(ctx, r.ID)

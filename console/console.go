@@ -62,7 +62,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 	case rollout.EventStageStarted:
 		st := ev.Stage
 		extra := ""
-		if at := rollout.HaltsAt(st.End-max(st.Start, r.SegmentStart), r.Settings.Threshold); at > 0 {
+		if at := rollout.HaltsAt(r.SegmentSize(st), r.Settings.Threshold); at > 0 {
 			extra = fmt.Sprintf(", halts at %d failed", at)
 		}
 		p.line("▶ stage %d%%: hosts %d–%d of %d%s", st.Percent, st.Start+1, st.End, r.Hosts, extra)
@@ -76,7 +76,11 @@ func (p *Progress) Notify(ev rollout.Event) {
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
 	case rollout.EventHalting:
-		p.line("■ halt requested by %s%s; letting hosts in flight finish", r.HaltRequestedBy, prefixed(": ", r.HaltReason))
+		if r.Halt.Auto() {
+			p.line("■ halting: %s; letting %d hosts in flight finish", r.Halt.Reason, pr.Counts.Updating)
+		} else {
+			p.line("■ halt requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), pr.Counts.Updating)
+		}
 	case rollout.EventEnded:
 		p.bar(pr, ev.At, true)
 		p.line("■ rollout #%d %s — %s in %s", r.ID, rollout.Outcome(&r, pr.Counts), pr.Counts, p.elapsed(ev.At))

@@ -14,7 +14,7 @@ import (
 // it: one host rolled back in the first stage, 0.6 s between events.
 func script() []rollout.Event {
 	t0 := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
-	r := rollout.Rollout{ID: 3, Version: "v2.4.1", Hosts: 4, Seed: 7, State: rollout.StageState(50),
+	r := rollout.Rollout{ID: 3, Version: "v2.4.1", Hosts: 4, Seed: 7, Phase: rollout.PhaseRunning,
 		Settings: rollout.Settings{Stages: []int{50, 100}, Concurrency: 2, Threshold: 30}}
 	stages := r.StageList()
 	var evs []rollout.Event
@@ -35,12 +35,12 @@ func script() []rollout.Event {
 	add(rollout.EventHostDone, done("vps-a", rollout.StatusSuccess, "", ""), stages[0], 0)
 	add(rollout.EventHostDone, done("vps-b", rollout.StatusRolledBack, "health failed: exited with status 1", "starting\nport 443 closed\n"), stages[0], 1)
 	add(rollout.EventStageDone, nil, stages[0], 1)
-	r.Stage, r.State = 1, rollout.StageState(100)
+	r.Stage = 1
 	add(rollout.EventStageStarted, nil, stages[1], 0)
 	add(rollout.EventHostDone, done("vps-c", rollout.StatusSuccess, "", ""), stages[1], 0)
 	add(rollout.EventHostDone, done("vps-d", rollout.StatusSuccess, "", ""), stages[1], 0)
 	add(rollout.EventStageDone, nil, stages[1], 0)
-	r.State = rollout.StateCompleted
+	r.Phase = rollout.PhaseCompleted
 	add(rollout.EventEnded, nil, rollout.Stage{}, 0)
 	return evs
 }
@@ -120,7 +120,7 @@ func TestClip(t *testing.T) {
 }
 
 func TestWriteStatus(t *testing.T) {
-	r := &rollout.Rollout{ID: 9, Version: "v3", Hosts: 3, State: rollout.StateHalted, StartedBy: "alice", Source: rollout.SourceCLI,
+	r := &rollout.Rollout{ID: 9, Version: "v3", Hosts: 3, Phase: rollout.PhaseHalted, StartedBy: "alice", Source: rollout.SourceCLI,
 		Settings: rollout.Settings{Stages: []int{10, 50, 100}}, Stage: 1,
 		CreatedAt: time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 27, 3, 1, 30, 0, time.UTC)}
 	var results []rollout.HostResult

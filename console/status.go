@@ -23,14 +23,17 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 	var stages []string
 	for _, st := range r.StageList() {
 		s := fmt.Sprintf("%d%% (%d)", st.Percent, st.Size())
-		if st.Index == r.Stage && r.State.Active() {
+		if st.Index == r.Stage && r.Phase.Active() {
 			s = "[" + s + "]"
 		}
 		stages = append(stages, s)
 	}
 	fmt.Fprintf(w, "  stages: %s\n", strings.Join(stages, " → "))
-	if r.HaltRequestedBy != "" {
-		fmt.Fprintf(w, "  halt requested by %s%s\n", r.HaltRequestedBy, prefixed(": ", r.HaltReason))
+	if r.Phase.Active() && r.Halt != nil {
+		fmt.Fprintf(w, "  halting: %s\n", r.Halt)
+	}
+	if r.Phase == rollout.PhasePaused {
+		fmt.Fprintf(w, "  paused: the next stage starts at %s\n", r.WaitUntil.Local().Format(time.TimeOnly))
 	}
 	var failures []rollout.HostResult
 	for _, hr := range results {

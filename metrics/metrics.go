@@ -91,7 +91,7 @@ func (m *Metrics) Notify(ev rollout.Event) {
 	case rollout.EventEnded:
 		m.active.Set(0)
 		m.inFlight.Set(0)
-		m.rollouts.WithLabelValues(string(ev.Progress.Rollout.State)).Inc()
+		m.rollouts.WithLabelValues(string(ev.Progress.Rollout.Phase)).Inc()
 	}
 }
 

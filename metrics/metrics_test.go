@@ -66,7 +66,7 @@ func TestRolloutMetrics(t *testing.T) {
 		}
 	}
 
-	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: rollout.Rollout{State: rollout.StateHalted}}})
+	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: rollout.Rollout{Phase: rollout.PhaseHalted}}})
 	end := scrape(t, m)
 	for name, want := range map[string]float64{
 		"rolloutbot_rollout_active":                      0,

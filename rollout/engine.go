@@ -46,6 +46,10 @@ type Engine struct {
 
 	mu   sync.Mutex
 	runs map[int64]*run
+
+	auditMu    sync.Mutex
+	auditQueue []AuditEntry  // entries the store could not take yet, oldest first
+	auditDone  chan struct{} // closed when the queue's writer has emptied it; nil when none runs
 }
 
 // New returns an engine; zero durations take their defaults.
@@ -179,21 +183,19 @@ func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error)
 	}
 	now := e.clock.Now()
 	r := &Rollout{
-		Version:      req.Version,
-		State:        StageState(stages[first].Percent),
-		Settings:     s,
-		Seed:         seed,
-		Hosts:        len(hosts),
-		Stage:        first,
-		SegmentStart: stages[first].Start,
-		StartedBy:    req.Actor,
-		Source:       req.Source,
-		Owner:        e.cfg.Owner,
-		LeaseUntil:   time.Now().Add(e.cfg.LeaseTTL),
-		CreatedAt:    now,
-		UpdatedAt:    now,
+		Version:   req.Version,
+		Settings:  s,
+		Seed:      seed,
+		Hosts:     len(hosts),
+		Phase:     PhaseRunning,
+		Stage:     first,
+		StartedBy: req.Actor,
+		Source:    req.Source,
+		Owner:     e.cfg.Owner,
+		CreatedAt: now,
+		UpdatedAt: now,
 	}
-	if err := e.cfg.Store.CreateRollout(ctx, r, hosts); err != nil {
+	if err := e.cfg.Store.CreateRollout(ctx, r, hosts, e.cfg.LeaseTTL); err != nil {
 		return nil, fmt.Errorf("record rollout: %w", err)
 	}
 	return r, nil
@@ -216,11 +218,14 @@ type HaltRequest struct {
 	Reason string
 }
 
-// Halt stops the running rollout: no new host starts, hosts in flight finish.
-// When this engine drives it the halt takes effect at once; when another
-// process does, that process sees the request within its poll interval; when
-// nobody does (its driver died), the rollout is marked halted here. Halt
-// returns before in-flight hosts finish; the notifier reports the end.
+// Halt asks the running rollout to stop starting hosts. The driver lets the
+// hosts in flight finish, then settles it as halted: at once when this engine
+// drives it, within its poll interval when another process does. When its
+// driver died, the rollout stays halting until a process takes it over (Serve
+// does once the lease runs out; so does Run), re-checks the hosts the dead
+// driver left in flight, and settles it. Halt returns before any of that; the
+// notifier reports the end. A second halt keeps the first and fails with
+// ErrHalting.
 func (e *Engine) Halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	r, err := e.halt(ctx, req)
 	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "halt", Allowed: err == nil, Detail: req.Reason}
@@ -241,47 +246,26 @@ func (e *Engine) halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("look for the running rollout: %w", err)
 	}
-	if err := e.cfg.Store.RequestHalt(ctx, r.ID, req.Actor, req.Reason); err != nil {
-		return r, fmt.Errorf("record halt of rollout #%d: %w", r.ID, err)
+	r, err = e.cfg.Store.RequestHalt(ctx, r.ID, Halt{By: req.Actor, Reason: req.Reason, At: e.clock.Now()})
+	if errors.Is(err, ErrHalting) && r != nil && r.Halt != nil {
+		return r, fmt.Errorf("rollout #%d: %w (%s)", r.ID, ErrHalting, r.Halt)
+	} else if err != nil {
+		return r, fmt.Errorf("record halt: %w", err)
 	}
 	e.log.InfoContext(ctx, "halt requested", "rollout_id", r.ID, "actor", req.Actor, "reason", req.Reason)
 	e.mu.Lock()
-	local, starting := e.runs[r.ID]
+	local := e.runs[r.ID]
 	e.mu.Unlock()
-	switch {
-	case local != nil:
-		local.requestHalt(req.Actor, req.Reason)
-		return r, nil
-	case starting || r.Owner == e.cfg.Owner:
-		return r, nil // about to be driven here: the run reads the request from the store
+	if local != nil {
+		local.requestHalt(*r.Halt)
+	} else {
+		e.Kick() // if its driver died, Serve settles it once the lease runs out
 	}
-	// Nobody here drives it: if nobody anywhere does, end it ourselves.
-	claimed, err := e.cfg.Store.ClaimRollout(ctx, r.ID, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
-	if errors.Is(err, ErrLeaseLost) {
-		return r, nil // its driver will see the request
-	} else if err != nil {
-		return r, fmt.Errorf("claim rollout #%d: %w", r.ID, err)
-	}
-	claimed.State = StateHalted
-	claimed.HaltedBy = req.Actor
-	claimed.Reason = haltReason(req.Actor, req.Reason)
-	claimed.FinishedAt = e.clock.Now()
-	claimed.UpdatedAt = claimed.FinishedAt
-	if err := e.cfg.Store.UpdateRollout(ctx, e.cfg.Owner, claimed); err != nil {
-		return r, fmt.Errorf("mark rollout #%d halted: %w", r.ID, err)
-	}
-	if err := e.cfg.Store.ReleaseRollout(ctx, r.ID, e.cfg.Owner); err != nil {
-		e.log.WarnContext(ctx, "release lease", "rollout_id", r.ID, "err", err)
-	}
-	return claimed, nil
+	return r, nil
 }
 
-func haltReason(actor, reason string) string {
-	if reason == "" {
-		return "halted by " + actor
-	}
-	return "halted by " + actor + ": " + reason
-}
+// ErrHalting means a halt was asked for already; the first one is kept.
+var ErrHalting = errors.New("the rollout is already halting")
 
 // ResumeRequest asks to continue the most recent rollout, which must be halted.
 type ResumeRequest struct {
@@ -303,7 +287,7 @@ func (e *Engine) Resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	}
 	e.Audit(ctx, entry)
 	if err == nil {
-		e.log.InfoContext(ctx, "rollout resumed", "rollout_id", r.ID, "actor", req.Actor, "stage", r.State)
+		e.log.InfoContext(ctx, "rollout resumed", "rollout_id", r.ID, "actor", req.Actor, "stage", r.Label())
 		e.Kick()
 	}
 	return r, err
@@ -319,7 +303,7 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	if err != nil {
 		return nil, fmt.Errorf("read rollouts: %w", err)
 	}
-	if len(latest) == 0 || latest[0].State != StateHalted {
+	if len(latest) == 0 || latest[0].Phase != PhaseHalted {
 		return nil, ErrNotHalted
 	}
 	r := latest[0]
@@ -327,32 +311,32 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	if err != nil {
 		return r, fmt.Errorf("read hosts of rollout #%d: %w", r.ID, err)
 	}
-	// Continue in the stage it stopped in from its first pending host; when
-	// that stage is done (halted in the pause after it), go straight on to
-	// the next stage: resuming is the operator saying "go on now".
+	// Continue the stage it stopped in, its threshold counting only the
+	// hosts that had not ended; when that stage is done (halted in the pause
+	// after it), go straight on to the next: resuming is the operator
+	// saying "go on now".
 	stages := r.StageList()
-	st, next := stages[r.Stage], -1
-	for i := st.Start; i < st.End && next < 0; i++ {
-		if !results[i].Status.Done() {
-			next = i
+	r.Segment = Segment{}
+	for k := r.Stage; k < len(stages); k++ {
+		st := stages[k]
+		var seg Segment
+		for _, hr := range results[st.Start:st.End] {
+			if hr.Status.Done() {
+				seg.Done++
+			}
+			if hr.Status.Failure() {
+				seg.Failures++
+			}
+		}
+		if seg.Done < st.Size() {
+			r.Stage, r.Segment = k, seg
+			break
 		}
 	}
-	for next < 0 && r.Stage+1 < len(stages) {
-		r.Stage++
-		st = stages[r.Stage]
-		if st.Size() > 0 {
-			next = st.Start
-		}
-	}
-	if next < 0 {
-		next = st.End
-	}
-	r.SegmentStart = next
-	r.State = StageState(st.Percent)
+	r.Phase, r.Halt, r.WaitUntil = PhaseRunning, nil, time.Time{}
 	r.Owner = e.cfg.Owner
-	r.LeaseUntil = time.Now().Add(e.cfg.LeaseTTL)
 	r.UpdatedAt = e.clock.Now()
-	if err := e.cfg.Store.ResumeRollout(ctx, r); err != nil {
+	if err := e.cfg.Store.ResumeRollout(ctx, r, e.cfg.LeaseTTL); err != nil {
 		return r, fmt.Errorf("resume rollout #%d: %w", r.ID, err)
 	}
 	return r, nil
@@ -438,7 +422,8 @@ func (e *Engine) Run(ctx context.Context, id int64) (*Rollout, error) {
 }
 
 func (e *Engine) drive(ctx context.Context, id int64) (*Rollout, error) {
-	r, err := e.cfg.Store.ClaimRollout(ctx, id, e.cfg.Owner, time.Now(), e.cfg.LeaseTTL)
+	sent := time.Now()
+	r, err := e.cfg.Store.ClaimRollout(ctx, id, e.cfg.Owner, e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, fmt.Errorf("claim rollout #%d: %w", id, err)
 	}
@@ -449,18 +434,72 @@ func (e *Engine) drive(ctx context.Context, id int64) (*Rollout, error) {
 	if len(results) != r.Hosts {
 		return nil, fmt.Errorf("rollout #%d: %d host rows for %d hosts", id, len(results), r.Hosts)
 	}
-	ru := newRun(e, r, results)
+	ru := newRun(e, r, results, sent)
 	e.mu.Lock()
 	e.runs[id] = ru
 	e.mu.Unlock()
 	return ru.drive(ctx)
 }
 
-// Audit records an entry in the audit log, logging when it cannot.
+// Audit records an entry in the audit log. While the store is away entries
+// wait in memory, in order, and a background writer retries them until the
+// store is back, as results are retried: an outage loses no audit entry.
 func (e *Engine) Audit(ctx context.Context, entry AuditEntry) {
 	entry.At = e.clock.Now()
-	if err := e.cfg.Store.Audit(context.WithoutCancel(ctx), entry); err != nil {
-		e.log.ErrorContext(ctx, "write audit entry", "action", entry.Action, "actor", entry.Actor, "err", err)
+	e.auditMu.Lock()
+	defer e.auditMu.Unlock()
+	if len(e.auditQueue) == 0 {
+		err := e.cfg.Store.Audit(context.WithoutCancel(ctx), entry)
+		if err == nil {
+			return
+		}
+		e.log.WarnContext(ctx, "audit entry not written; retrying until the store is back",
+			"action", entry.Action, "actor", entry.Actor, "err", err)
+	}
+	e.auditQueue = append(e.auditQueue, entry)
+	if e.auditDone == nil {
+		e.auditDone = make(chan struct{})
+		go e.flushAudit(e.auditDone)
+	}
+}
+
+// flushAudit writes the queued audit entries in order, retrying each, and
+// closes done when the queue is empty.
+func (e *Engine) flushAudit(done chan struct{}) {
+	defer close(done)
+	for {
+		e.auditMu.Lock()
+		if len(e.auditQueue) == 0 {
+			e.auditDone = nil
+			e.auditMu.Unlock()
+			return
+		}
+		entry := e.auditQueue[0]
+		e.auditMu.Unlock()
+		_ = retry(context.Background(), e.log, "write audit entry", func(ctx context.Context) error {
+			return e.cfg.Store.Audit(ctx, entry)
+		})
+		e.auditMu.Lock()
+		e.auditQueue = e.auditQueue[1:]
+		e.auditMu.Unlock()
+	}
+}
+
+// FlushAudit waits until the audit entries held back by a store outage are
+// written, or ctx ends; a process calls it before it exits.
+func (e *Engine) FlushAudit(ctx context.Context) error {
+	e.auditMu.Lock()
+	done := e.auditDone
+	n := len(e.auditQueue)
+	e.auditMu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d audit entries not written: %w", n, ctx.Err())
 	}
 }
 

@@ -21,7 +21,7 @@ func TestRolloutCompletesAllStages(t *testing.T) {
 	h.fleet.version[order[5]] = "v2" // already there: skipped
 	r := h.start("v2")
 	res := wait(t, h.runAsync(context.Background(), r.ID))
-	if res.err != nil || res.r.State != rollout.StateCompleted {
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
 		t.Fatalf("run: %v %+v", res.err, res.r)
 	}
 	got := h.results(r.ID)
@@ -71,7 +71,7 @@ func TestHostOutcomes(t *testing.T) {
 	}
 	r := h.start("v2")
 	res := wait(t, h.runAsync(context.Background(), r.ID))
-	if res.err != nil || res.r.State != rollout.StateCompleted {
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
 		t.Fatalf("run: %v %+v", res.err, res.r)
 	}
 	got := h.results(r.ID)
@@ -110,8 +110,8 @@ func TestHostOutcomes(t *testing.T) {
 func TestThresholdBoundaryOnTenHosts(t *testing.T) {
 	for _, tc := range []struct {
 		failing int
-		want    rollout.State
-	}{{3, rollout.StateCompleted}, {4, rollout.StateHalted}} {
+		want    rollout.Phase
+	}{{3, rollout.PhaseCompleted}, {4, rollout.PhaseHalted}} {
 		h := newHarness(t, 10, settings([]int{100}, 1, 0))
 		order := h.order()
 		for _, id := range order[:tc.failing] {
@@ -119,12 +119,12 @@ func TestThresholdBoundaryOnTenHosts(t *testing.T) {
 		}
 		r := h.start("v2")
 		res := wait(t, h.runAsync(context.Background(), r.ID))
-		if res.err != nil || res.r.State != tc.want {
-			t.Fatalf("%d failing: %v %s (%s)", tc.failing, res.err, res.r.State, res.r.Reason)
+		if res.err != nil || res.r.Phase != tc.want {
+			t.Fatalf("%d failing: %v %s (%s)", tc.failing, res.err, res.r.Phase, rollout.Outcome(res.r, rollout.Counts{}))
 		}
-		if tc.want == rollout.StateHalted {
-			if !strings.Contains(res.r.Reason, "4 of 10 hosts failed") {
-				t.Errorf("reason %q", res.r.Reason)
+		if tc.want == rollout.PhaseHalted {
+			if !strings.Contains(rollout.Outcome(res.r, rollout.Counts{}), "4 of 10 hosts failed") {
+				t.Errorf("reason %q", rollout.Outcome(res.r, rollout.Counts{}))
 			}
 			// Concurrency 1: the fourth failure was the last host started.
 			if len(h.fleet.started) != 4 {
@@ -140,8 +140,8 @@ func TestCanaryFailureHalts(t *testing.T) {
 	h.fleet.behavior[h.order()[0]] = "health-fails"
 	r := h.start("v2")
 	res := wait(t, h.runAsync(context.Background(), r.ID))
-	if res.r.State != rollout.StateHalted || !strings.Contains(res.r.Reason, "stage 10%: 1 of 1") {
-		t.Fatalf("%s: %s", res.r.State, res.r.Reason)
+	if res.r.Phase != rollout.PhaseHalted || !strings.Contains(rollout.Outcome(res.r, rollout.Counts{}), "stage 10%: 1 of 1") {
+		t.Fatalf("%s: %s", res.r.Phase, rollout.Outcome(res.r, rollout.Counts{}))
 	}
 	if len(h.fleet.started) != 1 {
 		t.Fatalf("%d hosts updated", len(h.fleet.started))
@@ -190,8 +190,8 @@ func TestEarlyHalt(t *testing.T) {
 		h.fleet.release(id)
 	}
 	res := wait(t, done)
-	if res.r.State != rollout.StateHalted {
-		t.Fatalf("state %s", res.r.State)
+	if res.r.Phase != rollout.PhaseHalted {
+		t.Fatalf("state %s", res.r.Phase)
 	}
 	if n := len(h.fleet.started); n != 6 {
 		t.Fatalf("%d hosts started, want the 6 started before the threshold was crossed", n)
@@ -231,8 +231,8 @@ func TestConcurrencyLimit(t *testing.T) {
 		}
 	}
 	res := wait(t, done)
-	if res.r.State != rollout.StateCompleted {
-		t.Fatalf("state %s", res.r.State)
+	if res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("state %s", res.r.Phase)
 	}
 	if h.fleet.maxConn != limit {
 		t.Fatalf("at most %d hosts at once, want exactly the limit %d", h.fleet.maxConn, limit)
@@ -248,7 +248,7 @@ func TestHaltDuringPauseAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := wait(t, done)
-	if res.r.State != rollout.StateHalted || res.r.HaltedBy != "U9" || res.r.Reason != "halted by U9: lunch" {
+	if res.r.Phase != rollout.PhaseHalted || res.r.Halt == nil || res.r.Halt.String() != "halted by U9: lunch" {
 		t.Fatalf("halted: %+v", res.r)
 	}
 	if len(h.fleet.started) != 1 {
@@ -264,7 +264,7 @@ func TestHaltDuringPauseAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rr.ID != r.ID || !rr.State.Active() {
+	if rr.ID != r.ID || !rr.Phase.Active() {
 		t.Fatalf("resumed %+v", rr)
 	}
 	// The rollout keeps its own one-hour pause: halt it again in the next pause, resume again.
@@ -278,8 +278,8 @@ func TestHaltDuringPauseAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = wait(t, h.runAsync(context.Background(), r.ID))
-	if res.r.State != rollout.StateCompleted {
-		t.Fatalf("after resume: %s %s", res.r.State, res.r.Reason)
+	if res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("after resume: %s %s", res.r.Phase, rollout.Outcome(res.r, rollout.Counts{}))
 	}
 	for _, id := range h.ids {
 		if h.fleet.updates[id] != 1 {
@@ -324,8 +324,8 @@ func TestHaltMidStage(t *testing.T) {
 	h.fleet.release(order[0])
 	h.fleet.release(order[1])
 	res := wait(t, done)
-	if res.r.State != rollout.StateHalted || len(h.fleet.started) != 2 {
-		t.Fatalf("%s after %d started", res.r.State, len(h.fleet.started))
+	if res.r.Phase != rollout.PhaseHalted || len(h.fleet.started) != 2 {
+		t.Fatalf("%s after %d started", res.r.Phase, len(h.fleet.started))
 	}
 	got := h.results(r.ID)
 	if got[order[0]].Status != rollout.StatusSuccess || got[order[2]].Status != rollout.StatusPending {
@@ -342,15 +342,15 @@ func TestResumeAfterThresholdHalt(t *testing.T) {
 		h.fleet.behavior[id] = "update-fails"
 	}
 	r := h.start("v2")
-	if res := wait(t, h.runAsync(context.Background(), r.ID)); res.r.State != rollout.StateHalted {
-		t.Fatalf("state %s", res.r.State)
+	if res := wait(t, h.runAsync(context.Background(), r.ID)); res.r.Phase != rollout.PhaseHalted {
+		t.Fatalf("state %s", res.r.Phase)
 	}
 	if _, err := h.eng.Resume(context.Background(), rollout.ResumeRequest{Actor: "U1"}); err != nil {
 		t.Fatal(err)
 	}
 	res := wait(t, h.runAsync(context.Background(), r.ID))
-	if res.r.State != rollout.StateCompleted {
-		t.Fatalf("after resume: %s %s", res.r.State, res.r.Reason)
+	if res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("after resume: %s %s", res.r.Phase, rollout.Outcome(res.r, rollout.Counts{}))
 	}
 	for _, id := range order {
 		if h.fleet.updates[id] != 1 {
@@ -404,50 +404,85 @@ func TestUnreachableCountsTowardThreshold(t *testing.T) {
 	h.fleet.behavior["h001"] = "unreachable"
 	r := h.start("v2")
 	res := wait(t, h.runAsync(context.Background(), r.ID))
-	if res.r.State != rollout.StateHalted || !strings.Contains(res.r.Reason, "1 of 3") {
-		t.Fatalf("%s: %s", res.r.State, res.r.Reason)
+	if res.r.Phase != rollout.PhaseHalted || !strings.Contains(rollout.Outcome(res.r, rollout.Counts{}), "1 of 3") {
+		t.Fatalf("%s: %s", res.r.Phase, rollout.Outcome(res.r, rollout.Counts{}))
 	}
 	if hr := h.results(r.ID)["h001"]; hr.Status != rollout.StatusFailed || hr.Step != rollout.StepConnect || !strings.Contains(hr.Error, "refused") {
 		t.Fatalf("unreachable host: %+v", hr)
 	}
 }
 
-// A driver that died leaves hosts "updating": the next driver re-checks them
-// by their version before doing anything, so none is updated twice.
+// A driver that died leaves hosts "updating". The next driver re-checks each
+// by reading the host's version and its own record of the last update or
+// rollback run on it, so nothing is run twice, a rollback is finished, and
+// the reason and output recorded before are kept.
 func TestRecheckAfterCrash(t *testing.T) {
-	h := newHarness(t, 4, settings([]int{100}, 2, 0))
-	ctx := context.Background()
-	r := h.start("v2")
-	res, _ := h.db.HostResults(ctx, r.ID)
-	// res[0]: the update went through before the crash. res[1]: it never ran.
-	// res[2]: the crash came while rolling back a failed health check.
-	res[0].Status, res[0].Step, res[0].PrevVersion = rollout.StatusUpdating, rollout.StepUpdate, "v1"
-	res[1].Status, res[1].Step, res[1].PrevVersion = rollout.StatusUpdating, rollout.StepUpdate, "v1"
-	res[2].Status, res[2].Step, res[2].PrevVersion, res[2].Error = rollout.StatusUpdating, rollout.StepRollback, "v1", "health failed: exit 1"
-	if err := h.db.SaveHostResults(ctx, "test", res[:3]); err != nil {
-		t.Fatal(err)
+	ours := func(step rollout.Step, finished bool, exit int) rollout.LastCommand {
+		return rollout.LastCommand{Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: step, Finished: finished, Exit: exit}
 	}
-	h.fleet.version[res[0].Host.ID] = "v2"
-	h.fleet.version[res[2].Host.ID] = "v2"
-	h.fleet.behavior[res[2].Host.ID] = "health-fails"
-	// The crashed driver's lease is ours here (same owner name); a new process would wait it out.
-	out := wait(t, h.runAsync(ctx, r.ID))
-	if out.err != nil || out.r.State != rollout.StateCompleted { // one rolled back of 4 is not over 30 %
-		t.Fatalf("run: %v %+v", out.err, out.r)
-	}
-	got := h.results(r.ID)
 	for _, tc := range []struct {
-		i       int
-		status  rollout.Status
-		updates int
-	}{{0, rollout.StatusSuccess, 0}, {1, rollout.StatusSuccess, 1}, {2, rollout.StatusRolledBack, 0}} {
-		id := res[tc.i].Host.ID
-		if got[id].Status != tc.status || h.fleet.updates[id] != tc.updates {
-			t.Errorf("host %d: %s after %d updates, want %s after %d", tc.i, got[id].Status, h.fleet.updates[id], tc.status, tc.updates)
-		}
-	}
-	if h.fleet.version[res[2].Host.ID] != "v1" {
-		t.Errorf("interrupted rollback not finished")
+		name      string
+		step      rollout.Step        // recorded in the store
+		version   string              // on the host
+		last      rollout.LastCommand // the host's record
+		behavior  string
+		status    rollout.Status
+		updates   int
+		rollbacks bool   // the host ends on v1 again
+		errHas    string // in the host's error
+	}{
+		{name: "update never ran", step: rollout.StepUpdate, version: "v1", status: rollout.StatusSuccess, updates: 1},
+		{name: "update never ran, a record of an older rollout", step: rollout.StepUpdate, version: "v1",
+			last: rollout.LastCommand{Fence: rollout.Fence{Rollout: 0, Epoch: 4}, Step: rollout.StepUpdate, Finished: true}, status: rollout.StatusSuccess, updates: 1},
+		{name: "update ran", step: rollout.StepUpdate, version: "v2", last: ours(rollout.StepUpdate, true, 0), status: rollout.StatusSuccess},
+		{name: "update ran and failed", step: rollout.StepUpdate, version: "v1", last: ours(rollout.StepUpdate, true, 1),
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "exited with status 1 (under the previous driver)"},
+		{name: "update cut off after switching", step: rollout.StepUpdate, version: "v2", last: ours(rollout.StepUpdate, false, 0), status: rollout.StatusSuccess},
+		{name: "update cut off before switching", step: rollout.StepUpdate, version: "v1", last: ours(rollout.StepUpdate, false, 0),
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "cut off"},
+		{name: "updated, unhealthy", step: rollout.StepUpdate, version: "v2", last: ours(rollout.StepUpdate, true, 0), behavior: "health-fails",
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "health failed"},
+		{name: "rollback never ran", step: rollout.StepRollback, version: "v2", last: ours(rollout.StepUpdate, true, 0), behavior: "health-fails",
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "health failed: exit 1"},
+		{name: "rollback ran", step: rollout.StepRollback, version: "v1", last: ours(rollout.StepRollback, true, 0),
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "health failed: exit 1"},
+		{name: "rollback ran and failed", step: rollout.StepRollback, version: "v2", last: ours(rollout.StepRollback, true, 2),
+			status: rollout.StatusFailed, errHas: "health failed: exit 1; then rollback to v1 failed (exit status 2"},
+		{name: "never ran, on the target anyway", step: rollout.StepUpdate, version: "v2", status: rollout.StatusSkipped},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 1, settings([]int{100}, 1, 0))
+			ctx := context.Background()
+			r := h.start("v2")
+			res, _ := h.db.HostResults(ctx, r.ID)
+			id := res[0].Host.ID
+			res[0].Status, res[0].Step, res[0].PrevVersion = rollout.StatusUpdating, tc.step, "v1"
+			if tc.step == rollout.StepRollback {
+				res[0].Error, res[0].Output = "health failed: exit 1", "port 443 closed\n"
+			}
+			if err := h.db.SaveHostResults(ctx, "test", res); err != nil {
+				t.Fatal(err)
+			}
+			h.fleet.version[id], h.fleet.last[id], h.fleet.behavior[id] = tc.version, tc.last, tc.behavior
+			// The crashed driver's lease is ours here (same owner name); a new process would wait it out.
+			out := wait(t, h.runAsync(ctx, r.ID))
+			if out.err != nil || out.r.Phase.Active() {
+				t.Fatalf("run: %v %+v", out.err, out.r)
+			}
+			got := h.results(r.ID)[id]
+			if got.Status != tc.status || h.fleet.updates[id] != tc.updates || !strings.Contains(got.Error, tc.errHas) {
+				t.Errorf("%s after %d updates, error %q; want %s after %d, error with %q", got.Status, h.fleet.updates[id], got.Error, tc.status, tc.updates, tc.errHas)
+			}
+			if got.PrevVersion != "v1" {
+				t.Errorf("previous version %q, want v1 as recorded before the first update", got.PrevVersion)
+			}
+			if tc.rollbacks && h.fleet.version[id] != "v1" {
+				t.Errorf("host left on %s, want it rolled back to v1", h.fleet.version[id])
+			}
+			if tc.step == rollout.StepRollback && !strings.Contains(got.Output, "port 443 closed") {
+				t.Errorf("output %q lost in the re-check", got.Output)
+			}
+		})
 	}
 }
 
@@ -467,11 +502,11 @@ func TestShutdownAndContinue(t *testing.T) {
 	h.fleet.release(order[0])
 	h.fleet.release(order[1])
 	res := wait(t, done)
-	if !errors.Is(res.err, context.Canceled) || !res.r.State.Active() {
+	if !errors.Is(res.err, context.Canceled) || !res.r.Phase.Active() {
 		t.Fatalf("after shutdown: %v %+v", res.err, res.r)
 	}
 	cur, err := h.db.Rollout(context.Background(), r.ID)
-	if err != nil || cur.Owner != "" || !cur.State.Active() {
+	if err != nil || cur.Owner != "" || !cur.Phase.Active() {
 		t.Fatalf("not released: %v %+v", err, cur)
 	}
 	if got := h.results(r.ID); got[order[0]].Status != rollout.StatusSuccess || got[order[2]].Status != rollout.StatusPending {
@@ -482,7 +517,7 @@ func TestShutdownAndContinue(t *testing.T) {
 	}
 	other := rollout.New(withOwner(h.cfg, "second-process"))
 	out, err := other.Run(context.Background(), r.ID)
-	if err != nil || out.State != rollout.StateCompleted {
+	if err != nil || out.Phase != rollout.PhaseCompleted {
 		t.Fatalf("continue: %v %+v", err, out)
 	}
 	for _, id := range h.ids {
@@ -516,7 +551,7 @@ func TestHaltFromAnotherProcess(t *testing.T) {
 		h.fleet.release(id)
 	}
 	res := wait(t, done)
-	if res.r.State != rollout.StateHalted || res.r.HaltedBy != "U5" {
+	if res.r.Phase != rollout.PhaseHalted || res.r.Halt == nil || res.r.Halt.By != "U5" {
 		t.Fatalf("%+v", res.r)
 	}
 	if n := len(h.fleet.started); n != 1 {
@@ -524,18 +559,48 @@ func TestHaltFromAnotherProcess(t *testing.T) {
 	}
 }
 
-// A halt of a rollout nobody drives (its driver died) ends it at once.
+// A halt of a rollout nobody drives (its driver died) waits for a driver:
+// the one that takes it over re-checks the hosts left in flight, so none
+// stays updating, leaves pending the ones whose update never ran, and only
+// then settles the rollout as halted.
 func TestHaltOfAnOrphan(t *testing.T) {
 	h := newHarness(t, 3, settings([]int{100}, 1, 0))
+	ctx := context.Background()
 	r := h.start("v2")
-	if err := h.db.ReleaseRollout(context.Background(), r.ID, "test"); err != nil {
+	res, _ := h.db.HostResults(ctx, r.ID)
+	res[0].Status, res[0].Step, res[0].PrevVersion = rollout.StatusUpdating, rollout.StepUpdate, "v1"
+	res[1].Status, res[1].Step, res[1].PrevVersion = rollout.StatusUpdating, rollout.StepUpdate, "v1"
+	if err := h.db.SaveHostResults(ctx, "test", res[:2]); err != nil {
 		t.Fatal(err)
 	}
-	got, err := h.eng.Halt(context.Background(), rollout.HaltRequest{Actor: "U3"})
-	if err != nil || got.State != rollout.StateHalted {
+	ran := res[0].Host.ID
+	h.fleet.version[ran] = "v2"
+	h.fleet.last[ran] = rollout.LastCommand{Fence: r.Fence(), Step: rollout.StepUpdate, Finished: true}
+	if err := h.db.ReleaseRollout(ctx, r.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.eng.Halt(ctx, rollout.HaltRequest{Actor: "U3"})
+	if err != nil || !got.Phase.Active() || got.Halt == nil || got.Halt.By != "U3" {
 		t.Fatalf("%v %+v", err, got)
 	}
-	if cur, _ := h.db.Rollout(context.Background(), r.ID); cur.State != rollout.StateHalted || cur.Owner != "" {
+	if _, err := h.eng.Halt(ctx, rollout.HaltRequest{Actor: "U4", Reason: "again"}); !errors.Is(err, rollout.ErrHalting) {
+		t.Fatalf("a second halt: %v", err)
+	}
+	out, err := rollout.New(withOwner(h.cfg, "taker")).Run(ctx, r.ID)
+	if err != nil || out.Phase != rollout.PhaseHalted || out.Halt.String() != "halted by U3" {
+		t.Fatalf("takeover: %v %+v", err, out)
+	}
+	results := h.results(r.ID)
+	if s := results[ran].Status; s != rollout.StatusSuccess {
+		t.Errorf("the host whose update ran is %s, want success", s)
+	}
+	if s := results[res[1].Host.ID].Status; s != rollout.StatusPending {
+		t.Errorf("the host whose update never ran is %s, want pending", s)
+	}
+	if n := len(h.fleet.started); n != 0 {
+		t.Errorf("%d updates started under a halt", n)
+	}
+	if cur, _ := h.db.Rollout(ctx, r.ID); cur.Phase != rollout.PhaseHalted || cur.Owner != "" {
 		t.Fatalf("stored: %+v", cur)
 	}
 }

@@ -25,8 +25,9 @@ type fleet struct {
 	gates        map[string]chan struct{} // hold an update
 	vgates       map[string]chan struct{} // hold the version read, before the update is recorded
 	updates      map[string]int
-	started      []string // hosts in the order their update began
-	connected    int      // connections open now
+	last         map[string]rollout.LastCommand // each host's record of its last update or rollback
+	started      []string                       // hosts in the order their update began
+	connected    int                            // connections open now
 	maxConn      int
 	healthRun    int
 	versionReads int
@@ -34,7 +35,8 @@ type fleet struct {
 
 func newFleet() *fleet {
 	return &fleet{changed: make(chan struct{}), version: map[string]string{}, initial: map[string]string{},
-		behavior: map[string]string{}, gates: map[string]chan struct{}{}, vgates: map[string]chan struct{}{}, updates: map[string]int{}}
+		behavior: map[string]string{}, gates: map[string]chan struct{}{}, vgates: map[string]chan struct{}{}, updates: map[string]int{},
+		last: map[string]rollout.LastCommand{}}
 }
 
 func (f *fleet) signal() {
@@ -77,7 +79,7 @@ func (f *fleet) release(id string) {
 	}
 }
 
-func (f *fleet) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, error) {
+func (f *fleet) Connect(ctx context.Context, h rollout.Host, fence rollout.Fence) (rollout.Conn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.behavior[h.ID] == "unreachable" {
@@ -86,12 +88,13 @@ func (f *fleet) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, erro
 	f.connected++
 	f.maxConn = max(f.maxConn, f.connected)
 	f.signal()
-	return &fakeConn{f: f, id: h.ID}, nil
+	return &fakeConn{f: f, id: h.ID, fence: fence}, nil
 }
 
 type fakeConn struct {
 	f      *fleet
 	id     string
+	fence  rollout.Fence
 	closed bool
 	lost   bool
 }
@@ -109,24 +112,30 @@ func pass(ctx context.Context, g chan struct{}) error {
 	}
 }
 
-func (c *fakeConn) Version(ctx context.Context) (string, error) {
+func (c *fakeConn) Version(ctx context.Context) (rollout.HostState, error) {
 	c.f.mu.Lock()
 	g := c.f.vgates[c.id]
 	c.f.versionReads++
 	c.f.signal()
 	c.f.mu.Unlock()
 	if err := pass(ctx, g); err != nil {
-		return "", err
+		return rollout.HostState{}, err
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
-	return c.f.version[c.id], nil
+	return rollout.HostState{Version: c.f.version[c.id], Last: c.f.last[c.id]}, nil
+}
+
+// record keeps the host's record of an update or rollback, as a host does.
+func (c *fakeConn) record(step rollout.Step, finished bool, exit int) {
+	c.f.last[c.id] = rollout.LastCommand{Fence: c.fence, Step: step, Finished: finished, Exit: exit}
 }
 
 func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {
 	c.f.mu.Lock()
 	c.f.updates[c.id]++
 	c.f.started = append(c.f.started, c.id)
+	c.record(rollout.StepUpdate, false, 0)
 	g := c.f.gates[c.id]
 	c.f.signal()
 	c.f.mu.Unlock()
@@ -137,13 +146,16 @@ func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {
 	defer c.f.mu.Unlock()
 	switch c.f.behavior[c.id] {
 	case "update-fails":
+		c.record(rollout.StepUpdate, true, 1)
 		return "E: disk full\n", errors.New("exit status 1")
 	case "drop":
 		c.f.version[c.id] = v
+		c.record(rollout.StepUpdate, true, 0)
 		c.lost = true
 		return "", fmt.Errorf("update: %w", rollout.ErrConnLost)
 	}
 	c.f.version[c.id] = v
+	c.record(rollout.StepUpdate, true, 0)
 	return "updated\n", nil
 }
 
@@ -177,9 +189,11 @@ func (c *fakeConn) Rollback(ctx context.Context, v string) (string, error) {
 		return "", rollout.ErrConnLost
 	}
 	if c.f.behavior[c.id] == "rollback-fails" {
+		c.record(rollout.StepRollback, true, 2)
 		return "rollback: no such version\n", errors.New("exit status 2")
 	}
 	c.f.version[c.id] = v
+	c.record(rollout.StepRollback, true, 0)
 	return "", nil
 }
 

@@ -11,59 +11,55 @@ import (
 // be recorded (shutdown or a lost lease); it stays as the store has it.
 var errNotStarted = errors.New("host not started")
 
+// errCutOff means the host's update was cut off part way, by a shutdown whose
+// grace ran out or a lost lease: it is not a failure of the host, and the host
+// stays updating in the store for the next driver to re-check.
+var errCutOff = errors.New("cut off")
+
 // updateHost runs one host's update to its end:
 //
 //	connect → version → (target already: skipped)
 //	       → record updating → update → health … → success
 //	       → on failure: record rollback → rollback → health → rolled_back | failed
 //
-// A host found updating (its driver died) is re-checked by reading its version
-// first. The returned result is final; the caller persists it. Only the start
-// of the update is persisted here, because it must be durable before the host
-// is touched: that is what keeps a crash from updating a host twice.
+// A host found updating (its driver died) is re-checked: see recheckHost. The
+// returned result is final; the caller persists it. Only the starts of the
+// update and of a rollback are persisted here, because they must be durable
+// before the host is touched: that is what keeps a crash from updating a host
+// twice. An error means the host was not settled and stays as stored.
 func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error) {
-	log := ru.e.log.With("rollout_id", ru.r.ID, "host", hr.Host.ID)
 	target := ru.r.Version
 	recheck := hr.Status == StatusUpdating
 	if hr.StartedAt.IsZero() {
 		hr.StartedAt = ru.e.clock.Now()
 	}
-	hr.Error, hr.Output = "", ""
-
-	conn, err := ru.e.cfg.Updater.Connect(ctx, hr.Host)
+	if !recheck {
+		hr.Error, hr.Output = "", ""
+	}
+	conn, err := ru.connect(ctx, hr.Host)
 	if err != nil {
+		if cut := ru.cutOff(ctx, err); cut != nil {
+			return hr, cut
+		}
 		return ru.failed(hr, StepConnect, err, ""), nil
 	}
 	defer func() { conn.Close() }()
 
-	cur, err := conn.Version(ctx)
+	hs, err := ru.version(ctx, conn)
 	if err != nil {
+		if cut := ru.cutOff(ctx, err); cut != nil {
+			return hr, cut
+		}
 		return ru.failed(hr, StepVersion, err, ""), nil
 	}
-	switch {
-	case recheck && hr.Step == StepRollback:
-		// It died rolling back: finish the rollback.
-		log.InfoContext(ctx, "re-check: resuming rollback", "step", StepRollback, "version", cur, "previous", hr.PrevVersion)
-		if cur != hr.PrevVersion {
-			if out, err := conn.Rollback(ctx, hr.PrevVersion); err != nil {
-				return ru.failed(hr, StepRollback, fmt.Errorf("%s; then rollback to %s failed: %w", hr.Error, hr.PrevVersion, err), out), nil
-			}
-		}
-		return ru.afterRollback(ctx, conn, hr), nil
-	case recheck && cur == target:
-		// The update went through before the crash; its health decides.
-		log.InfoContext(ctx, "re-check: update already applied, checking health", "step", StepHealth, "version", cur)
-		return ru.checkHealth(ctx, conn, hr), nil
-	case cur == target:
-		hr.Status, hr.Step, hr.NewVersion = StatusSkipped, StepVersion, cur
-		if !recheck {
-			hr.PrevVersion = cur
-		}
+	if recheck {
+		return ru.recheckHost(ctx, conn, hr, hs)
+	}
+	cur := hs.Version
+	if cur == target {
+		hr.Status, hr.Step, hr.PrevVersion, hr.NewVersion = StatusSkipped, StepVersion, cur, cur
 		hr.FinishedAt = ru.e.clock.Now()
 		return hr, nil
-	}
-	if recheck {
-		log.InfoContext(ctx, "re-check: update not applied, updating", "version", cur)
 	}
 	if err := ValidateVersion(cur); err != nil {
 		return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(cur)), ""), nil
@@ -72,99 +68,196 @@ func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error
 	if err := ru.w.save(ctx, hr); err != nil {
 		return hr, fmt.Errorf("%w: %w", errNotStarted, err)
 	}
-	out, err := conn.Update(ctx, target)
-	if err != nil {
-		log.InfoContext(ctx, "update failed; rolling back", "step", StepUpdate, "err", err)
-		return ru.rollback(ctx, conn, hr, StepUpdate, err, out), nil
+	return ru.update(ctx, conn, hr)
+}
+
+// update runs the update command on a host whose start is recorded, then
+// its health check.
+func (ru *run) update(ctx context.Context, conn Conn, hr HostResult) (HostResult, error) {
+	out, err := ru.command(ctx, func() (string, error) { return conn.Update(ctx, ru.r.Version) })
+	if cut := ru.cutOff(ctx, err); cut != nil {
+		hr.Output = out
+		return hr, cut
 	}
-	return ru.checkHealth(ctx, conn, hr), nil
+	if err != nil {
+		ru.e.log.InfoContext(ctx, "update failed; rolling back", "rollout_id", ru.r.ID, "host", hr.Host.ID, "step", StepUpdate, "err", err)
+		return ru.rollback(ctx, conn, hr, StepUpdate, err, out)
+	}
+	return ru.checkHealth(ctx, conn, hr)
+}
+
+// recheckHost settles a host a previous driver left updating. The version
+// read that got here waited for whatever that driver left running on the
+// host, and the host's record of its last update or rollback says whether
+// the recorded step ran and how it ended, so nothing is done twice:
+//
+//   - a rollback was recorded: finish it (run it if it never ran or was cut
+//     off; else check health, or report its failure);
+//   - the update ran to its end: its exit status decides (health, or roll back);
+//   - the update was cut off: the version decides (health, or roll back);
+//   - the update never ran: run it now, once; or, when the rollout is
+//     halting, leave the host pending, as it was never really in flight.
+//
+// The failure reason and output recorded before are kept, and the version to
+// roll back to is the one recorded before the host's first update.
+func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs HostState) (HostResult, error) {
+	log := ru.e.log.With("rollout_id", ru.r.ID, "host", hr.Host.ID)
+	last := hs.Last
+	ours := last.Of(ru.r.ID)
+	switch {
+	case hr.Step == StepRollback && ours && last.Step == StepRollback && last.Finished && last.Exit == 0:
+		log.InfoContext(ctx, "re-check: the rollback ran; checking health", "step", StepRollback, "version", hs.Version)
+		return ru.afterRollback(ctx, conn, hr)
+	case hr.Step == StepRollback && ours && last.Step == StepRollback && last.Finished:
+		return ru.failed(hr, StepRollback, fmt.Errorf("%s; then rollback to %s failed (exit status %d, under the previous driver)",
+			hr.Error, hr.PrevVersion, last.Exit), hr.Output), nil
+	case hr.Step == StepRollback:
+		log.InfoContext(ctx, "re-check: the rollback did not run to its end; rolling back", "step", StepRollback, "version", hs.Version)
+		return ru.rollbackNow(ctx, conn, hr, hr.Error, hr.Output)
+	case ours && last.Step == StepUpdate && last.Finished && last.Exit == 0:
+		log.InfoContext(ctx, "re-check: the update ran; checking health", "step", StepHealth, "version", hs.Version)
+		return ru.checkHealth(ctx, conn, hr)
+	case ours && last.Step == StepUpdate && last.Finished:
+		log.InfoContext(ctx, "re-check: the update had failed; rolling back", "step", StepUpdate, "exit", last.Exit)
+		return ru.rollback(ctx, conn, hr, StepUpdate, fmt.Errorf("exited with status %d (under the previous driver)", last.Exit), hr.Output)
+	case ours && last.Step == StepUpdate && hs.Version == ru.r.Version:
+		log.InfoContext(ctx, "re-check: the update was cut off after it switched versions; checking health", "step", StepHealth)
+		return ru.checkHealth(ctx, conn, hr)
+	case ours && last.Step == StepUpdate:
+		log.InfoContext(ctx, "re-check: the update was cut off; rolling back", "step", StepUpdate, "version", hs.Version)
+		return ru.rollback(ctx, conn, hr, StepUpdate, errors.New("it was cut off before it ended (its process was killed or the host restarted)"), hr.Output)
+	case hs.Version == ru.r.Version:
+		// Recorded, never run here, and on the target all the same (by
+		// hand, or by a recipe outside rolloutbot): nothing to do.
+		log.InfoContext(ctx, "re-check: the update never ran and the host is on the target", "version", hs.Version)
+		hr.Status, hr.Step, hr.NewVersion = StatusSkipped, StepVersion, hs.Version
+		hr.FinishedAt = ru.e.clock.Now()
+		return hr, nil
+	}
+	if ru.halting() {
+		// Recorded but never sent: not in flight. A halt starts no host.
+		log.InfoContext(ctx, "re-check: the update never ran; left pending, the rollout is halting", "version", hs.Version)
+		return HostResult{RolloutID: hr.RolloutID, Index: hr.Index, Host: hr.Host, Status: StatusPending}, nil
+	}
+	log.InfoContext(ctx, "re-check: the update never ran; updating", "version", hs.Version)
+	return ru.update(ctx, conn, hr)
+}
+
+func (ru *run) halting() bool {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.r.Halt != nil
 }
 
 // checkHealth waits for the updated host to pass its health check, rolling it
 // back when it does not.
-func (ru *run) checkHealth(ctx context.Context, conn Conn, hr HostResult) HostResult {
+func (ru *run) checkHealth(ctx context.Context, conn Conn, hr HostResult) (HostResult, error) {
 	out, err := ru.waitHealthy(ctx, conn)
+	if cut := ru.cutOff(ctx, err); cut != nil {
+		return hr, cut
+	}
 	if err != nil {
 		ru.e.log.InfoContext(ctx, "health check failed; rolling back", "rollout_id", ru.r.ID, "host", hr.Host.ID, "step", StepHealth, "err", err)
 		return ru.rollback(ctx, conn, hr, StepHealth, err, out)
 	}
 	hr.Status, hr.Step, hr.NewVersion = StatusSuccess, StepHealth, ru.r.Version
+	hr.Error, hr.Output = "", ""
 	hr.FinishedAt = ru.e.clock.Now()
-	return hr
+	return hr, nil
 }
 
 // rollback puts the previous version back after step failed with cause. The
 // rollback is recorded first, so a crash during it finishes the rollback
-// rather than updating again. A lost connection is reopened once.
-func (ru *run) rollback(ctx context.Context, conn Conn, hr HostResult, step Step, cause error, out string) HostResult {
-	hr.Status, hr.Step = StatusUpdating, StepRollback
-	hr.Error = fmt.Sprintf("%s failed: %v", step, cause)
-	hr.Output = out
+// rather than updating again.
+func (ru *run) rollback(ctx context.Context, conn Conn, hr HostResult, step Step, cause error, out string) (HostResult, error) {
+	reason := fmt.Sprintf("%s failed: %v", step, cause)
 	if hr.PrevVersion == "" {
-		return ru.failed(hr, step, fmt.Errorf("%s failed (%w) and there is no previous version to roll back to", step, cause), out)
+		return ru.failed(hr, step, fmt.Errorf("%s failed (%w) and there is no previous version to roll back to", step, cause), out), nil
 	}
+	hr.Status, hr.Step, hr.Error, hr.Output = StatusUpdating, StepRollback, reason, out
 	if err := ru.w.save(ctx, hr); err != nil {
-		// Not recorded: a resume finds the host updating at step update and
-		// re-checks it, which rolls it back there.
-		return ru.failed(hr, step, fmt.Errorf("%s failed (%w); rollback not started: %w", step, cause, err), out)
+		// Not recorded: the next driver finds the host updating at its
+		// update step and re-checks it, which rolls it back there.
+		return hr, fmt.Errorf("%w: rollback not recorded: %w", errCutOff, err)
 	}
-	rbOut, err := conn.Rollback(ctx, hr.PrevVersion)
-	if errors.Is(err, ErrConnLost) && ctx.Err() == nil {
-		var c2 Conn
-		if c2, err = ru.e.cfg.Updater.Connect(ctx, hr.Host); err == nil {
-			defer func() { c2.Close() }()
-			conn = c2
-			rbOut, err = conn.Rollback(ctx, hr.PrevVersion)
-		}
-	}
-	if err != nil {
-		return ru.failed(hr, StepRollback, fmt.Errorf("%s failed (%v), then rollback to %s failed: %w", step, cause, hr.PrevVersion, err), rbOut)
-	}
-	res := ru.afterRollback(ctx, conn, hr)
-	if res.Status == StatusRolledBack {
-		res.Step = step
-		res.Output = out
-	}
-	return res
+	return ru.rollbackNow(ctx, conn, hr, reason, out)
 }
 
-// afterRollback checks the health of a host just rolled back.
-func (ru *run) afterRollback(ctx context.Context, conn Conn, hr HostResult) HostResult {
-	if out, err := ru.waitHealthy(ctx, conn); err != nil {
+// rollbackNow runs the recorded rollback of hr, reason being why. A lost
+// connection is reopened once.
+func (ru *run) rollbackNow(ctx context.Context, conn Conn, hr HostResult, reason, out string) (HostResult, error) {
+	rbOut, err := ru.command(ctx, func() (string, error) { return conn.Rollback(ctx, hr.PrevVersion) })
+	if errors.Is(err, ErrConnLost) && ctx.Err() == nil {
+		var c2 Conn
+		if c2, err = ru.connect(ctx, hr.Host); err == nil {
+			defer func() { c2.Close() }()
+			conn = c2
+			rbOut, err = ru.command(ctx, func() (string, error) { return conn.Rollback(ctx, hr.PrevVersion) })
+		}
+	}
+	if cut := ru.cutOff(ctx, err); cut != nil {
+		return hr, cut
+	}
+	if err != nil {
+		return ru.failed(hr, StepRollback, fmt.Errorf("%s, then rollback to %s failed: %w", reason, hr.PrevVersion, err), rbOut), nil
+	}
+	res, cut := ru.afterRollback(ctx, conn, hr)
+	if cut == nil && res.Status == StatusRolledBack {
+		res.Output = out
+	}
+	return res, cut
+}
+
+// afterRollback checks the health of a host just rolled back. A rolled-back
+// host keeps the step that failed, its reason and its output.
+func (ru *run) afterRollback(ctx context.Context, conn Conn, hr HostResult) (HostResult, error) {
+	out, err := ru.waitHealthy(ctx, conn)
+	if cut := ru.cutOff(ctx, err); cut != nil {
+		return hr, cut
+	}
+	if err != nil {
 		reason := hr.Error
 		if reason != "" {
 			reason += "; "
 		}
-		return ru.failed(hr, StepRollback, fmt.Errorf("%srolled back to %s but still unhealthy: %w", reason, hr.PrevVersion, err), out)
+		return ru.failed(hr, StepRollback, fmt.Errorf("%srolled back to %s but still unhealthy: %w", reason, hr.PrevVersion, err), out), nil
 	}
 	hr.Status, hr.NewVersion = StatusRolledBack, hr.PrevVersion
+	if step, _, ok := strings.Cut(hr.Error, " failed: "); ok {
+		hr.Step = Step(step)
+	}
 	hr.FinishedAt = ru.e.clock.Now()
-	return hr
+	return hr, nil
 }
 
 // waitHealthy runs the health check until it passes or the health timeout
-// ends; an attempt that hangs is stopped when the timeout ends.
+// ends; an attempt that hangs is stopped when the timeout ends. The error
+// carries the last attempt's output, so an unhealthy host's answer is shown.
 func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 	deadline := ru.e.clock.Now().Add(ru.e.cfg.HealthTimeout)
 	for attempt := 1; ; attempt++ {
+		if err := ru.lease.hold(ctx); err != nil {
+			return "", err
+		}
 		actx, cancel := context.WithTimeout(ctx, deadline.Sub(ru.e.clock.Now()))
 		out, err := conn.Health(actx)
-		timedOut := actx.Err() != nil
+		timedOut := actx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return out, nil
-		}
-		if errors.Is(err, ErrConnLost) || ctx.Err() != nil {
+		case errors.Is(err, ErrConnLost), errors.Is(err, ErrFenced), ctx.Err() != nil:
 			return out, err
-		}
-		if timedOut {
+		case timedOut && out == "":
 			return out, fmt.Errorf("attempt %d had no answer when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
+		case timedOut:
+			return out, fmt.Errorf("attempt %d did not end when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
 		}
 		if !ru.e.clock.Now().Add(ru.e.cfg.HealthInterval).Before(deadline) {
 			if attempt == 1 {
 				return out, err
 			}
-			return out, fmt.Errorf("still failing after %d attempts in %s: %w", attempt, ru.e.cfg.HealthTimeout, err)
+			return out, fmt.Errorf("still unhealthy after %d attempts in %s: %w", attempt, ru.e.cfg.HealthTimeout, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -172,6 +265,46 @@ func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 		case <-ru.e.clock.After(ru.e.cfg.HealthInterval):
 		}
 	}
+}
+
+// connect opens a connection under this driver's fence, once the lease allows.
+func (ru *run) connect(ctx context.Context, h Host) (Conn, error) {
+	if err := ru.lease.hold(ctx); err != nil {
+		return nil, err
+	}
+	return ru.e.cfg.Updater.Connect(ctx, h, ru.r.Fence())
+}
+
+// version reads the host's state, once the lease allows.
+func (ru *run) version(ctx context.Context, conn Conn) (HostState, error) {
+	if err := ru.lease.hold(ctx); err != nil {
+		return HostState{}, err
+	}
+	return conn.Version(ctx)
+}
+
+// command runs one recipe command, once the lease allows: a driver whose
+// lease ran out starts no command on any host.
+func (ru *run) command(ctx context.Context, f func() (string, error)) (string, error) {
+	if err := ru.lease.hold(ctx); err != nil {
+		return "", err
+	}
+	return f()
+}
+
+// cutOff says whether err ended the host's update without an outcome: the
+// driver's shutdown grace ran out, its lease ran out, or the host has been
+// taken over by a newer driver. It returns the error to report, or nil.
+func (ru *run) cutOff(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrFenced):
+		return fmt.Errorf("%w: %w", errCutOff, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w by shutdown: %w", errCutOff, err)
+	}
+	return nil
 }
 
 func (ru *run) failed(hr HostResult, step Step, err error, out string) HostResult {

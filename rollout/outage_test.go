@@ -118,7 +118,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 		f.release(h.ID)
 	}
 	res := <-done
-	if res.err != nil || res.r.State != rollout.StateCompleted {
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
 		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
 	}
 	logs.waitFor(t, "store is back")

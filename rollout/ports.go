@@ -8,31 +8,40 @@ import (
 // Store persists rollouts. CreateRollout and ResumeRollout must refuse, with an
 // *ActiveError, to make a second rollout active, in a way that holds across
 // processes sharing the store. Writes that take an owner are fenced: they fail
-// with ErrLeaseLost when another process has taken the rollout over.
+// with ErrLeaseLost when another process has taken the rollout over. Lease
+// times are the store's own clock, never a caller's.
 type Store interface {
-	CreateRollout(ctx context.Context, r *Rollout, hosts []Host) error
+	// CreateRollout records a new active rollout leased to r.Owner for ttl,
+	// at epoch 1, and sets r's ID, lease and epoch.
+	CreateRollout(ctx context.Context, r *Rollout, hosts []Host, ttl time.Duration) error
 	Rollout(ctx context.Context, id int64) (*Rollout, error)
-	// ActiveRollout returns the running rollout, or ErrNotFound.
+	// ActiveRollout returns the rollout whose phase is active, or ErrNotFound.
 	ActiveRollout(ctx context.Context) (*Rollout, error)
 	// Rollouts returns the newest rollouts first.
 	Rollouts(ctx context.Context, limit int) ([]*Rollout, error)
 	// HostResults returns a rollout's hosts ordered by index.
 	HostResults(ctx context.Context, rolloutID int64) ([]HostResult, error)
-	// SaveHostResults writes several host results in one transaction.
+	// SaveHostResults writes several host results in one transaction, durable
+	// when it returns.
 	SaveHostResults(ctx context.Context, owner string, results []HostResult) error
-	// UpdateRollout writes the state, stage, segment, reason and times.
+	// UpdateRollout writes the phase, stage, segment, wait, error and times
+	// while owner holds the rollout. A halt already stored is kept: r.Halt is
+	// written only where none is, and r.Halt is set to the stored one.
 	UpdateRollout(ctx context.Context, owner string, r *Rollout) error
-	// ClaimRollout takes or renews the lease on an active rollout: it succeeds
-	// when owner already holds it, nobody does, or the lease ran out by now.
-	// It fails with ErrLeaseLost otherwise.
-	ClaimRollout(ctx context.Context, id int64, owner string, now time.Time, ttl time.Duration) (*Rollout, error)
+	// ClaimRollout takes or renews the lease on an active rollout for ttl
+	// from now on the store's clock: it succeeds when owner already holds it,
+	// nobody does, or the lease ran out; else it fails with ErrLeaseLost.
+	// Taking it from another owner or from nobody increments the epoch.
+	ClaimRollout(ctx context.Context, id int64, owner string, ttl time.Duration) (*Rollout, error)
 	ReleaseRollout(ctx context.Context, id int64, owner string) error
-	// RequestHalt records a halt request on an active rollout for its driver to
-	// act on; ErrNotRunning when it is not active.
-	RequestHalt(ctx context.Context, id int64, by, reason string) error
-	// ResumeRollout makes a halted rollout active again with r's state, stage,
-	// segment and owner; ErrNotHalted when it is not halted.
-	ResumeRollout(ctx context.Context, r *Rollout) error
+	// RequestHalt asks the driver of an active rollout to halt, keeping a
+	// halt asked for earlier; it returns the rollout as stored, and
+	// ErrNotRunning when it is not active.
+	RequestHalt(ctx context.Context, id int64, h Halt) (*Rollout, error)
+	// ResumeRollout makes a halted rollout active again with r's phase,
+	// stage and segment, leased to r.Owner for ttl (a new epoch);
+	// ErrNotHalted when it is not halted.
+	ResumeRollout(ctx context.Context, r *Rollout, ttl time.Duration) error
 	Audit(ctx context.Context, e AuditEntry) error
 }
 
@@ -41,22 +50,46 @@ type Inventory interface {
 	ActiveHosts(ctx context.Context) ([]Host, error)
 }
 
-// Updater opens a connection to a host for the steps of its update.
+// Updater opens a connection to a host for the steps of its update, under a
+// driver's fence.
 type Updater interface {
-	Connect(ctx context.Context, h Host) (Conn, error)
+	Connect(ctx context.Context, h Host, f Fence) (Conn, error)
 }
 
-// Conn runs the update recipe's commands on one host. Each returns the tail of
-// the command's output; errors wrap ErrConnLost when the connection died, so the
-// engine knows to reconnect before rolling back.
+// Conn runs the update recipe's commands on one host, one at a time on that
+// host whoever sends them, under the fence it was opened with. Each returns the
+// tail of the command's output. Errors wrap ErrConnLost when the connection
+// died, so the engine knows to reconnect before rolling back, and ErrFenced
+// when the host has been commanded under a newer fence.
 type Conn interface {
-	// Version returns the version the host runs now.
-	Version(ctx context.Context) (string, error)
+	// Version returns the version the host runs now, and what the host
+	// recorded of the last update or rollback run on it. It waits for a
+	// command still running there (a replaced driver's) to end first.
+	Version(ctx context.Context) (HostState, error)
 	Update(ctx context.Context, version string) (string, error)
 	Health(ctx context.Context) (string, error)
 	Rollback(ctx context.Context, version string) (string, error)
 	Close() error
 }
+
+// HostState is what a host says before it is touched.
+type HostState struct {
+	Version string
+	Last    LastCommand // zero when the host recorded none
+}
+
+// LastCommand is the host's own record of the last update or rollback that
+// ran on it: a re-check after a crash reads it to learn whether the update it
+// finds recorded ran, and how it ended, instead of guessing from the version.
+type LastCommand struct {
+	Fence    Fence
+	Step     Step // StepUpdate or StepRollback
+	Finished bool // false: it was cut off (its process killed, the host rebooted)
+	Exit     int  // its exit status, when Finished
+}
+
+// Of reports whether the record is of an update or rollback of rollout id.
+func (l LastCommand) Of(id int64) bool { return l.Step != "" && l.Fence.Rollout == id }
 
 // Notifier hears about a rollout's progress. Notify is called in order, from
 // the engine's goroutines, with the engine's lock held: it must return at once

@@ -67,8 +67,8 @@ func (c Counts) String() string {
 // Outcome says how a rollout ended, never a bare "success": a completed rollout
 // with rolled-back or failed hosts says so.
 func Outcome(r *Rollout, c Counts) string {
-	switch r.State {
-	case StateCompleted:
+	switch r.Phase {
+	case PhaseCompleted:
 		var extra []string
 		if c.RolledBack > 0 {
 			extra = append(extra, fmt.Sprintf("%d rolled back", c.RolledBack))
@@ -80,14 +80,18 @@ func Outcome(r *Rollout, c Counts) string {
 			return "completed"
 		}
 		return "completed, " + strings.Join(extra, ", ")
-	case StateHalted, StateFailed:
-		if r.Reason != "" {
-			return string(r.State) + ": " + r.Reason
+	case PhaseHalted:
+		if r.Halt != nil {
+			return r.Halt.String()
 		}
-		return string(r.State)
-	default:
-		return "running (" + string(r.State) + ")"
+		return "halted"
+	case PhaseFailed:
+		if r.Error != "" {
+			return "failed: " + r.Error
+		}
+		return "failed"
 	}
+	return "running (" + r.Label() + ")"
 }
 
 // EventKind names what happened.
@@ -96,7 +100,7 @@ type EventKind string
 // Event kinds, in the order a rollout produces them.
 const (
 	EventStarted      EventKind = "started" // a driver took the rollout up (new, resumed or taken over)
-	EventHalting      EventKind = "halting" // a halt was asked for; hosts in flight are finishing
+	EventHalting      EventKind = "halting" // a halt was asked for, or the threshold crossed; hosts in flight are finishing
 	EventStageStarted EventKind = "stage_started"
 	EventHostStarted  EventKind = "host_started"
 	EventHostDone     EventKind = "host_done" // after the result is persisted

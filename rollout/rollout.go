@@ -84,21 +84,56 @@ const (
 	StepRollback Step = "rollback"
 )
 
-// State is where a rollout is: a running stage named by its percent, or how it ended.
-type State string
+// Phase is where a rollout is in its life. A rollout has one phase at a time,
+// set in one place by the one process that drives it; other processes only
+// ask (a halt request), and the driver turns the request into the phase.
+// Waiting phases (a pause today; gates, freezes, windows later) are phases
+// too, with WaitUntil, so a takeover reads one state and goes on from it.
+type Phase string
 
-// Terminal rollout states. Running states are StageState(percent).
+// Rollout phases.
 const (
-	StateCompleted State = "completed"
-	StateHalted    State = "halted"
-	StateFailed    State = "failed" // an internal error, not host failures
+	PhaseRunning   Phase = "running"   // updating the hosts of Stage
+	PhasePaused    Phase = "paused"    // Stage is done; the next starts at WaitUntil
+	PhaseHalted    Phase = "halted"    // stopped by Halt, with every host settled; resumable
+	PhaseCompleted Phase = "completed" // every stage ran
+	PhaseFailed    Phase = "failed"    // an internal error stopped it (Error), not host failures
 )
 
-// StageState is the state of a rollout running the stage that ends at percent.
-func StageState(percent int) State { return State("stage_" + strconv.Itoa(percent)) }
+// Ended reports whether the phase is an end: nothing drives the rollout any more.
+func (p Phase) Ended() bool {
+	return p == PhaseHalted || p == PhaseCompleted || p == PhaseFailed
+}
 
-// Active reports whether the rollout is running one of its stages.
-func (s State) Active() bool { return strings.HasPrefix(string(s), "stage_") }
+// Active reports whether a driver has work ahead: the phase is not an end.
+// At most one rollout is active at a time.
+func (p Phase) Active() bool { return !p.Ended() }
+
+// Halt is a request to stop a rollout, and once the rollout is halted, the
+// record of who stopped it and why. The first halt asked for is the one kept.
+type Halt struct {
+	By     string // a Slack user ID, a CLI user, or AutoHalter
+	Reason string
+	At     time.Time
+}
+
+// AutoHalter is Halt.By when a stage crossed its failure threshold.
+const AutoHalter = "rolloutbot"
+
+// Auto reports whether the rollout halted itself on its failure threshold.
+func (h *Halt) Auto() bool { return h.By == AutoHalter }
+
+// String says who halted and why, e.g. "halted by U0ADMIN: bad metrics" or
+// "halted: stage 10%: 3 of 5 hosts failed, more than the 30% threshold".
+func (h *Halt) String() string {
+	switch {
+	case h.Auto():
+		return "halted: " + h.Reason
+	case h.Reason == "":
+		return "halted by " + h.By
+	}
+	return "halted by " + h.By + ": " + h.Reason
+}
 
 // Source says where a request came from, for the audit log.
 type Source string
@@ -150,32 +185,37 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-// Rollout is one staged rollout of a version to a snapshot of the fleet.
+// Rollout is one staged rollout of a version to a snapshot of the fleet. Its
+// state is Phase, Stage and Segment, with Halt and Error saying why it stopped;
+// labels for people are derived from them, never stored.
 type Rollout struct {
 	ID       int64
 	Version  string
-	State    State
 	Settings Settings
 	Seed     int64 // the shuffle seed, so the host order can be reproduced
 	Hosts    int   // size of the snapshot
-	Stage    int   // index into Settings.Stages of the stage running or last run
-	// SegmentStart is the host index from which the current stage's threshold
-	// counts: the stage start, or the first pending host after a resume, so a
-	// resumed stage is not halted again by the failures that halted it.
-	SegmentStart int
+
+	Phase   Phase
+	Stage   int     // index into Settings.Stages of the stage running, or the last one run
+	Segment Segment // the part of Stage its failure threshold counts
+	// WaitUntil is when a waiting phase ends (the pause before the next stage).
+	WaitUntil time.Time
+	// Halt is set when a halt was asked for: the driver lets the hosts in
+	// flight finish, then the phase becomes PhaseHalted and Halt says why.
+	Halt  *Halt
+	Error string // why it failed, in PhaseFailed
 
 	StartedBy string // who asked for it: a Slack user ID, a CLI user, a schedule
 	Source    Source
-	Reason    string // why it halted or failed
-	HaltedBy  string
 
-	// HaltRequestedBy is set when a halt was asked for but the driver has not
-	// stopped yet; the driver polls it, so a halt reaches another process.
-	HaltRequestedBy string
-	HaltReason      string
-
-	Owner      string    // the process driving it
-	LeaseUntil time.Time // the owner must renew before this, or another may take over
+	Owner string // the process driving it; empty when none
+	// LeaseUntil is when the owner's lease ends unless renewed, on the
+	// store's clock: no process's own clock decides who drives.
+	LeaseUntil time.Time
+	// Epoch grows each time a process takes the rollout over. Host commands
+	// carry it (Fence), so a host refuses the commands of a driver that was
+	// replaced.
+	Epoch int64
 
 	// Channel and MessageTS locate the Slack status message, so a restarted bot
 	// edits the same message.
@@ -185,6 +225,49 @@ type Rollout struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	FinishedAt time.Time
+}
+
+// Segment is the part of the current stage its failure threshold counts: the
+// whole stage, or after a resume the hosts that had not ended then, so the
+// failures that halted the stage are not counted a second time.
+type Segment struct {
+	Done     int // hosts of the stage that had ended when it resumed
+	Failures int // failures among them
+}
+
+// Fence is a driver's claim on the hosts it commands: the rollout and the
+// lease epoch it drives under. A host runs a command only when its fence is
+// no older than the newest the host has seen, so a driver that was replaced
+// and wakes up late cannot run anything there.
+type Fence struct {
+	Rollout int64
+	Epoch   int64
+}
+
+// SegmentSize is the number of hosts of stage st that its threshold counts.
+func (r *Rollout) SegmentSize(st Stage) int {
+	if st.Index == r.Stage {
+		return st.Size() - r.Segment.Done
+	}
+	return st.Size()
+}
+
+// Fence is the fence of the rollout's current driver.
+func (r *Rollout) Fence() Fence { return Fence{Rollout: r.ID, Epoch: r.Epoch} }
+
+// Label names where the rollout is for people: "stage 50%", "paused after
+// stage 10%", "halting", "halted", "completed", "failed".
+func (r *Rollout) Label() string {
+	stages := r.Settings.Stages
+	switch {
+	case r.Phase.Active() && r.Halt != nil:
+		return "halting"
+	case r.Phase == PhaseRunning && r.Stage < len(stages):
+		return fmt.Sprintf("stage %d%%", stages[r.Stage])
+	case r.Phase == PhasePaused && r.Stage < len(stages):
+		return fmt.Sprintf("paused after stage %d%%", stages[r.Stage])
+	}
+	return string(r.Phase)
 }
 
 // StageList returns the rollout's stage boundaries.
@@ -226,7 +309,10 @@ var (
 	ErrNoHosts        = errors.New("the inventory has no active hosts")
 	ErrNotHalted      = errors.New("no halted rollout to resume")
 	ErrNotRunning     = errors.New("no rollout is running")
-	ErrConnLost       = errors.New("connection lost")
+	// ErrFenced means a host refused a command because a newer driver has
+	// commanded it since: this driver was replaced.
+	ErrFenced   = errors.New("host is driven by a newer driver")
+	ErrConnLost = errors.New("connection lost")
 )
 
 // ActiveError names the rollout that blocks another start.
@@ -237,7 +323,7 @@ func (e *ActiveError) Error() string {
 		return ErrActive.Error()
 	}
 	return fmt.Sprintf("rollout #%d of %s is already running (%s, started by %s)",
-		e.Rollout.ID, e.Rollout.Version, e.Rollout.State, e.Rollout.StartedBy)
+		e.Rollout.ID, e.Rollout.Version, e.Rollout.Label(), e.Rollout.StartedBy)
 }
 
 // Unwrap makes errors.Is(err, ErrActive) true.

@@ -9,12 +9,15 @@ import (
 	"time"
 )
 
-// run drives one rollout in this process.
+// run drives one rollout in this process. It is the one place where the
+// rollout's phase changes: requests from elsewhere (a halt) reach it as
+// Halt values, and it turns them into the next phase.
 type run struct {
 	e      *Engine
 	w      *writer
+	lease  *lease
 	stages []Stage
-	haltCh chan struct{}
+	haltCh chan struct{} // closed when r.Halt is first set
 
 	mu          sync.Mutex
 	r           Rollout // the run's view; copies go out in events
@@ -23,37 +26,41 @@ type run struct {
 	segFailures int // failures counted toward the current stage's threshold
 	segSize     int
 	stageDone   int
-	tripped     bool // the current stage's threshold was crossed
-	halted      bool
-	haltBy      string
-	haltReason  string
 	fatal       error // the store refused us for good (lease lost)
 	recent      []HostResult
 }
 
-func newRun(e *Engine, r *Rollout, results []HostResult) *run {
+func newRun(e *Engine, r *Rollout, results []HostResult, claimed time.Time) *run {
 	ru := &run{e: e, r: *r, results: results, stages: r.StageList(), haltCh: make(chan struct{})}
+	ru.lease = newLease(claimed, e.cfg.LeaseTTL)
 	ru.counts = CountResults(results)
-	// Hosts left updating by a dead driver are pending until re-checked.
-	ru.counts.Pending += ru.counts.Updating
-	ru.counts.Updating = 0
 	ru.recent = RecentFailures(results)
-	if r.HaltRequestedBy != "" {
-		ru.requestHalt(r.HaltRequestedBy, r.HaltReason)
+	if r.Halt != nil {
+		close(ru.haltCh)
 	}
 	return ru
 }
 
-func (ru *run) requestHalt(by, reason string) {
+// requestHalt takes a halt asked for while the rollout runs; the first one stays.
+func (ru *run) requestHalt(h Halt) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	if ru.halted {
+	ru.haltLocked(h)
+}
+
+func (ru *run) haltLocked(h Halt) {
+	if ru.r.Halt != nil {
 		return
 	}
-	ru.halted, ru.haltBy, ru.haltReason = true, by, reason
-	ru.r.HaltRequestedBy, ru.r.HaltReason = by, reason
+	ru.r.Halt = &h
 	close(ru.haltCh)
 	ru.emit(EventHalting, nil, ru.stages[ru.r.Stage], 0)
+}
+
+func (ru *run) snapshot() Rollout {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.r
 }
 
 func (ru *run) drive(ctx context.Context) (*Rollout, error) {
@@ -81,66 +88,132 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 	defer func() { stopWatch(); <-watchDone }()
 
 	ru.notify(EventStarted, nil, ru.stages[ru.r.Stage], 0)
-	for k := ru.r.Stage; k < len(ru.stages); k++ {
-		st := ru.stages[k]
-		if st.Size() == 0 {
-			continue
+	// A takeover first finishes what the previous driver left in flight,
+	// whatever the rollout does next: halted or not, no host stays updating.
+	if err := ru.recheck(ctx, hostCtx); err != nil {
+		return ru.stopped(ctx, err)
+	}
+	for {
+		r := ru.snapshot()
+		ru.mu.Lock()
+		fatal := ru.fatal
+		ru.mu.Unlock()
+		switch {
+		case fatal != nil:
+			return ru.stopped(ctx, fatal)
+		case r.Halt != nil:
+			return ru.settleHalt(hostCtx)
+		case ctx.Err() != nil:
+			return ru.stopped(ctx, ctx.Err())
 		}
-		if k != ru.r.Stage {
-			ru.mu.Lock()
-			ru.r.Stage, ru.r.State, ru.r.SegmentStart = k, StageState(st.Percent), st.Start
-			ru.r.UpdatedAt = ru.e.clock.Now()
-			r := ru.r
-			ru.mu.Unlock()
-			if err := ru.persistRollout(hostCtx, &r); err != nil {
+		st := ru.stages[r.Stage]
+		if r.Phase == PhasePaused {
+			select {
+			case <-ru.e.clock.After(r.WaitUntil.Sub(ru.e.clock.Now())):
+			case <-ru.haltCh:
+				continue
+			case <-ctx.Done():
+				continue
+			}
+			next := ru.nextStage(r.Stage)
+			if next < 0 {
+				return ru.finish(hostCtx, PhaseCompleted)
+			}
+			if err := ru.setPhase(hostCtx, PhaseRunning, next, time.Time{}); err != nil {
 				return ru.stopped(ctx, err)
 			}
+			continue
 		}
+
 		ru.beginStage(st)
 		log.InfoContext(ctx, "stage started", "stage", st.Percent, "hosts", st.Size())
 		ru.notify(EventStageStarted, nil, st, 0)
 		ru.runStage(ctx, hostCtx, st)
 
 		ru.mu.Lock()
-		halted, tripped, fatal := ru.halted, ru.tripped, ru.fatal
-		failures, size := ru.segFailures, ru.segSize
+		halt, fatal := ru.r.Halt, ru.fatal
+		failures := ru.segFailures
 		remaining := st.Size() - ru.stageDone
 		ru.mu.Unlock()
+		next := ru.nextStage(r.Stage)
 		switch {
 		case fatal != nil:
 			return ru.stopped(ctx, fatal)
-		case tripped:
-			return ru.finish(hostCtx, StateHalted, "rolloutbot", fmt.Sprintf(
-				"stage %d%%: %d of %d hosts failed, more than the %d%% threshold",
-				st.Percent, failures, size, ru.r.Settings.Threshold))
-		case ctx.Err() != nil && remaining > 0:
+		case halt != nil && (remaining > 0 || next >= 0 || halt.Auto()):
+			return ru.settleHalt(hostCtx)
+		case remaining > 0 && ctx.Err() != nil:
 			return ru.stopped(ctx, ctx.Err())
-		case halted && (remaining > 0 || ru.nextStage(k) >= 0):
-			return ru.haltNow(hostCtx)
+		case remaining > 0:
+			// A host whose result could not be stored stays for a re-check.
+			return ru.stopped(ctx, errors.New("hosts of the stage were not settled"))
 		}
 		log.InfoContext(ctx, "stage done", "stage", st.Percent, "failures", failures)
 		ru.notify(EventStageDone, nil, st, 0)
-
-		if next := ru.nextStage(k); next >= 0 && ru.r.Settings.Pause > 0 {
-			ru.notify(EventPaused, nil, st, ru.r.Settings.Pause)
-			select {
-			case <-ru.e.clock.After(ru.r.Settings.Pause):
-			case <-ru.haltCh:
-				return ru.haltNow(hostCtx)
-			case <-ctx.Done():
-				return ru.stopped(ctx, ctx.Err())
-			}
+		if next < 0 {
+			return ru.finish(hostCtx, PhaseCompleted)
+		}
+		var err error
+		if pause := r.Settings.Pause; pause > 0 {
+			err = ru.setPhase(hostCtx, PhasePaused, r.Stage, ru.e.clock.Now().Add(pause))
+			ru.notify(EventPaused, nil, st, pause)
+		} else {
+			err = ru.setPhase(hostCtx, PhaseRunning, next, time.Time{})
+		}
+		if err != nil {
+			return ru.stopped(ctx, err)
 		}
 	}
-	return ru.finish(hostCtx, StateCompleted, "", "")
 }
 
-// haltNow ends the rollout as halted on request.
-func (ru *run) haltNow(ctx context.Context) (*Rollout, error) {
+// setPhase moves the rollout to phase at stage k and persists it; a new
+// stage's threshold counts all of it.
+func (ru *run) setPhase(ctx context.Context, phase Phase, k int, until time.Time) error {
 	ru.mu.Lock()
-	by, reason := ru.haltBy, ru.haltReason
+	if k != ru.r.Stage {
+		ru.r.Segment = Segment{}
+	}
+	ru.r.Phase, ru.r.Stage, ru.r.WaitUntil = phase, k, until
+	ru.r.UpdatedAt = ru.e.clock.Now()
+	r := ru.r
 	ru.mu.Unlock()
-	return ru.finish(ctx, StateHalted, by, haltReason(by, reason))
+	return ru.persistRollout(ctx, &r)
+}
+
+// recheck settles the hosts a previous driver left updating, before anything
+// else is done, at the rollout's concurrency.
+func (ru *run) recheck(ctx, hostCtx context.Context) error {
+	var todo []int
+	for i, hr := range ru.results {
+		if hr.Status == StatusUpdating {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	ru.e.log.InfoContext(ctx, "re-checking hosts the previous driver left in flight", "rollout_id", ru.r.ID, "hosts", len(todo))
+	st := ru.stages[ru.r.Stage]
+	ru.beginStage(st)
+	ru.runHosts(ctx, hostCtx, st, todo, true)
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	if ru.fatal != nil {
+		return ru.fatal
+	}
+	for _, i := range todo {
+		if ru.results[i].Status == StatusUpdating {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("host %s could not be re-checked", ru.results[i].Host.ID)
+		}
+	}
+	return nil
+}
+
+// settleHalt ends the rollout as halted, with the halt it was asked for.
+func (ru *run) settleHalt(ctx context.Context) (*Rollout, error) {
+	return ru.finish(ctx, PhaseHalted)
 }
 
 // nextStage is the index of the next non-empty stage after k, or -1.
@@ -154,28 +227,36 @@ func (ru *run) nextStage(k int) int {
 }
 
 // beginStage sets up the threshold accounting of a stage from the results,
-// which after a crash already hold some of its hosts.
+// which after a crash or a resume already hold some of its hosts.
 func (ru *run) beginStage(st Stage) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	from := max(st.Start, ru.r.SegmentStart)
-	ru.segSize = st.End - from
-	ru.segFailures, ru.stageDone = 0, 0
-	for i := st.Start; i < st.End; i++ {
-		s := ru.results[i].Status
-		if s.Done() {
+	seg := ru.r.Segment
+	ru.segSize = st.Size() - seg.Done
+	ru.segFailures, ru.stageDone = -seg.Failures, 0
+	for _, hr := range ru.results[st.Start:st.End] {
+		if hr.Status.Done() {
 			ru.stageDone++
 		}
-		if i >= from && s.Failure() {
+		if hr.Status.Failure() {
 			ru.segFailures++
 		}
 	}
-	ru.tripped = Exceeds(ru.segFailures, ru.segSize, ru.r.Settings.Threshold)
+	ru.checkThreshold(st)
+}
+
+// checkThreshold halts the rollout when the stage's failures cross its
+// threshold; mu is held.
+func (ru *run) checkThreshold(st Stage) {
+	if Exceeds(ru.segFailures, ru.segSize, ru.r.Settings.Threshold) {
+		ru.haltLocked(Halt{By: AutoHalter, At: ru.e.clock.Now(), Reason: fmt.Sprintf(
+			"stage %d%%: %d of %d hosts failed, more than the %d%% threshold",
+			st.Percent, ru.segFailures, ru.segSize, ru.r.Settings.Threshold)})
+	}
 }
 
 // runStage updates the stage's unfinished hosts, at most Concurrency at once,
-// and returns when none is in flight. It starts no host once the stage's
-// threshold is crossed, a halt arrived, or ctx is cancelled.
+// and returns when none is in flight.
 func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 	var todo []int
 	for i := st.Start; i < st.End; i++ {
@@ -183,20 +264,32 @@ func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 			todo = append(todo, i)
 		}
 	}
+	ru.runHosts(ctx, hostCtx, st, todo, false)
+}
+
+// runHosts takes the hosts todo through their update, at most Concurrency at
+// once. It starts no host once a halt is asked for (the threshold's
+// included), the lease is lost or ctx is cancelled, unless they are re-checks,
+// which go on until the lease is lost or hostCtx ends.
+func (ru *run) runHosts(ctx, hostCtx context.Context, st Stage, todo []int, recheck bool) {
 	next := 0
 	var wg sync.WaitGroup
 	for range min(ru.r.Settings.Concurrency, len(todo)) {
 		wg.Go(func() {
 			for {
 				ru.mu.Lock()
-				if next >= len(todo) || ru.halted || ru.tripped || ru.fatal != nil || ctx.Err() != nil {
+				stop := ru.fatal != nil || hostCtx.Err() != nil
+				if !recheck {
+					stop = stop || ru.r.Halt != nil || ctx.Err() != nil
+				}
+				if next >= len(todo) || stop {
 					ru.mu.Unlock()
 					return
 				}
 				i := todo[next]
 				next++
 				hr := ru.results[i]
-				ru.counts.Add(StatusPending, -1)
+				ru.counts.Add(hr.Status, -1)
 				ru.counts.Add(StatusUpdating, 1)
 				ru.emit(EventHostStarted, &hr, st, 0)
 				ru.mu.Unlock()
@@ -212,31 +305,44 @@ func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 	wg.Wait()
 }
 
-// record takes a host's result into the run's accounting; err means it could
-// not be persisted, so it is not reported and the host stays as the store has it.
+// record takes a host's result into the run's accounting; err means it was
+// not settled (its result could not be stored, or the host was left for a
+// re-check), so the host stays as the store has it.
 func (ru *run) record(st Stage, before, res HostResult, err error) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	ru.counts.Add(StatusUpdating, -1)
 	if err != nil {
-		ru.counts.Add(StatusPending, 1)
-		if errors.Is(err, ErrLeaseLost) && ru.fatal == nil {
-			ru.fatal = err
+		ru.counts.Add(before.Status, 1)
+		if (errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrFenced)) && ru.fatal == nil {
+			ru.fatal = ErrLeaseLost
 		}
-		ru.e.log.Warn("host result not persisted; the host will be re-checked on resume",
-			"rollout_id", ru.r.ID, "host", before.Host.ID, "status", res.Status, "err", err)
+		switch {
+		case errors.Is(err, errCutOff):
+			ru.e.log.Info("host cut off mid-update; the next driver re-checks it", "rollout_id", ru.r.ID,
+				"host", before.Host.ID, "step", res.Step, "err", err)
+		default:
+			ru.e.log.Warn("host result not stored; the host will be re-checked", "rollout_id", ru.r.ID,
+				"host", before.Host.ID, "status", res.Status, "err", err)
+		}
+		if res.Status == StatusUpdating && before.Status != StatusUpdating {
+			// Its start was stored: the store has it updating now.
+			ru.counts.Add(before.Status, -1)
+			ru.counts.Add(StatusUpdating, 1)
+			ru.results[res.Index] = res
+		}
 		return
 	}
 	ru.results[res.Index] = res
 	ru.counts.Add(res.Status, 1)
-	ru.stageDone++
+	if res.Index >= st.Start && res.Index < st.End && res.Status.Done() {
+		ru.stageDone++
+	}
 	if res.Status.Failure() {
 		ru.recent = appendRecent(ru.recent, res)
-		if res.Index >= ru.r.SegmentStart {
+		if res.Index >= st.Start && res.Index < st.End {
 			ru.segFailures++
-			if Exceeds(ru.segFailures, ru.segSize, ru.r.Settings.Threshold) {
-				ru.tripped = true
-			}
+			ru.checkThreshold(st)
 		}
 	}
 	ru.emit(EventHostDone, &res, st, 0)
@@ -251,12 +357,9 @@ func appendRecent(recent []HostResult, hr HostResult) []HostResult {
 }
 
 // finish persists how the rollout ended, then reports it.
-func (ru *run) finish(ctx context.Context, state State, by, reason string) (*Rollout, error) {
+func (ru *run) finish(ctx context.Context, phase Phase) (*Rollout, error) {
 	ru.mu.Lock()
-	ru.r.State, ru.r.Reason = state, reason
-	if state == StateHalted {
-		ru.r.HaltedBy = by
-	}
+	ru.r.Phase, ru.r.WaitUntil = phase, time.Time{}
 	ru.r.FinishedAt = ru.e.clock.Now()
 	ru.r.UpdatedAt = ru.r.FinishedAt
 	r := ru.r
@@ -264,11 +367,14 @@ func (ru *run) finish(ctx context.Context, state State, by, reason string) (*Rol
 	if err := ru.persistRollout(ctx, &r); err != nil {
 		return ru.stopped(ctx, err)
 	}
-	if state == StateHalted && by == "rolloutbot" {
-		ru.e.Audit(ctx, AuditEntry{Actor: "rolloutbot", Source: r.Source, Action: "auto-halt", RolloutID: r.ID, Allowed: true, Detail: reason})
+	ru.mu.Lock()
+	ru.r.Halt = r.Halt // the stored halt, if another was asked for first
+	ru.mu.Unlock()
+	if phase == PhaseHalted && r.Halt != nil && r.Halt.Auto() {
+		ru.e.Audit(ctx, AuditEntry{Actor: AutoHalter, Source: r.Source, Action: "auto-halt", RolloutID: r.ID, Allowed: true, Detail: r.Halt.Reason})
 	}
 	ru.release()
-	ru.e.log.InfoContext(ctx, "rollout ended", "rollout_id", r.ID, "state", state, "reason", reason, "hosts", ru.counts.String())
+	ru.e.log.InfoContext(ctx, "rollout ended", "rollout_id", r.ID, "phase", phase, "outcome", Outcome(&r, ru.counts), "hosts", ru.counts.String())
 	ru.notify(EventEnded, nil, ru.stages[r.Stage], 0)
 	return &r, nil
 }
@@ -318,26 +424,34 @@ func (ru *run) watch(ctx context.Context) {
 		var cur *Rollout
 		var err error
 		if time.Since(lastRenew) >= ru.e.cfg.LeaseTTL/3 {
-			cur, err = ru.e.cfg.Store.ClaimRollout(ctx, ru.r.ID, ru.e.cfg.Owner, time.Now(), ru.e.cfg.LeaseTTL)
+			sent := time.Now()
+			cur, err = ru.e.cfg.Store.ClaimRollout(ctx, ru.r.ID, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL)
 			if err == nil {
-				lastRenew = time.Now()
+				lastRenew = sent
+				ru.lease.renewed(sent)
 			}
 		} else {
 			cur, err = ru.e.cfg.Store.Rollout(ctx, ru.r.ID)
 		}
 		switch {
 		case errors.Is(err, ErrLeaseLost) || (err == nil && cur.Owner != ru.e.cfg.Owner):
-			ru.mu.Lock()
-			if ru.fatal == nil {
-				ru.fatal = ErrLeaseLost
-			}
-			ru.mu.Unlock()
+			ru.loseLease()
 			return
 		case err != nil:
-			continue // the store is away; writes wait for it
-		case cur.HaltRequestedBy != "":
-			ru.requestHalt(cur.HaltRequestedBy, cur.HaltReason)
+			continue // the store is away; writes wait for it, and the lease runs out
+		case cur.Halt != nil:
+			ru.requestHalt(*cur.Halt)
 		}
+	}
+}
+
+// loseLease stops the run for good: another process may drive the rollout now.
+func (ru *run) loseLease() {
+	ru.lease.lost()
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	if ru.fatal == nil {
+		ru.fatal = ErrLeaseLost
 	}
 }
 

@@ -312,8 +312,8 @@ func TestSSHD(t *testing.T) {
 
 	t.Run("recipe", func(t *testing.T) {
 		c := connect(t, newRunner(t, s.config(t), nil), s.host)
-		if v, err := c.Version(ctx); err != nil || v != "v1" {
-			t.Fatalf("Version = %q, %v", v, err)
+		if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+			t.Fatalf("Version = %q, %v", v.Version, err)
 		}
 		// The quoted version lands literally, + and - included.
 		if out, err := c.Update(ctx, "v1.0+build-7"); err != nil {
@@ -322,8 +322,8 @@ func TestSSHD(t *testing.T) {
 		if b, _ := os.ReadFile(versionFile); string(b) != "v1.0+build-7\n" {
 			t.Fatalf("version file = %q", b)
 		}
-		if v, err := c.Version(ctx); err != nil || v != "v1.0+build-7" {
-			t.Fatalf("Version after update = %q, %v", v, err)
+		if v, err := c.Version(ctx); err != nil || v.Version != "v1.0+build-7" {
+			t.Fatalf("Version after update = %q, %v", v.Version, err)
 		}
 		os.Remove(healthy)
 		_, err := c.Health(ctx)
@@ -340,8 +340,8 @@ func TestSSHD(t *testing.T) {
 		if _, err := c.Rollback(ctx, "v1"); err != nil {
 			t.Fatalf("Rollback: %v", err)
 		}
-		if v, err := c.Version(ctx); err != nil || v != "v1" {
-			t.Fatalf("Version after rollback = %q, %v", v, err)
+		if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+			t.Fatalf("Version after rollback = %q, %v", v.Version, err)
 		}
 		if _, err := c.Update(ctx, "v1; touch "+filepath.Join(s.dir, "pwned")); !errors.Is(err, rollout.ErrInvalidVersion) {
 			t.Fatalf("Update with a command in the version = %v", err)
@@ -412,7 +412,7 @@ func TestSSHD(t *testing.T) {
 		cfg.KnownHostsFile = writeKnownHosts(t,
 			"@revoked * "+authorizedKey(s.hostKeys["ed25519"]),
 			knownhosts.Line([]string{s.host.Addr()}, s.hostKeys["ed25519"]))
-		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host, testFence)
 		mustContain(t, "Connect", err, "revoked")
 	})
 
@@ -438,7 +438,7 @@ func TestSSHD(t *testing.T) {
 		// Only the CA vouches for this server, which has no certificate.
 		cfg := s.config(t)
 		cfg.KnownHostsFile = writeKnownHosts(t, "@cert-authority [127.0.0.1]:"+strconv.Itoa(s.host.Port)+" "+authorizedKey(readPublicKey(t, ca+".pub")))
-		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host, testFence)
 		mustContain(t, "Connect", err, "presented a plain", "only through a certificate authority")
 	})
 
@@ -451,7 +451,7 @@ func TestSSHD(t *testing.T) {
 		}
 		other := readPublicKey(t, path+".pub")
 		cfg.KnownHostsFile = s.knownHosts(t, other)
-		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+		_, err = newRunner(t, cfg, nil).Connect(ctx, s.host, testFence)
 		mustContain(t, "Connect", err, "host key of "+s.host.Addr()+" changed", ssh.FingerprintSHA256(other), ssh.FingerprintSHA256(s.hostKeys["ed25519"]))
 	})
 
@@ -507,8 +507,8 @@ func TestSSHD(t *testing.T) {
 		if !strings.HasPrefix(out, "…") || len(out) != len("…")+64 || !strings.HasSuffix(out, "99999\n100000\nlast words\n") {
 			t.Errorf("output tail = %q (%d bytes), want the last 64 bytes, marked cut", out, len(out))
 		}
-		if v, err := c.Version(ctx); err != nil || v != "v7" {
-			t.Errorf("Version with long output = %q, %v", v, err)
+		if v, err := c.Version(ctx); err != nil || v.Version != "v7" {
+			t.Errorf("Version with long output = %q, %v", v.Version, err)
 		}
 	})
 
@@ -565,8 +565,8 @@ func TestSSHD(t *testing.T) {
 				}
 				waitGone(t, pid)
 			}
-			if v, err := c.Version(context.Background()); err != nil || v != "v1" {
-				t.Fatalf("Version after the timeout = %q, %v", v, err)
+			if v, err := c.Version(context.Background()); err != nil || v.Version != "v1" {
+				t.Fatalf("Version after the timeout = %q, %v", v.Version, err)
 			}
 		})
 	}
@@ -575,7 +575,7 @@ func TestSSHD(t *testing.T) {
 		t.Parallel()
 		cfg := s.config(t)
 		cfg.KeyFile = writeNewKey(t)
-		_, err := newRunner(t, cfg, nil).Connect(ctx, s.host)
+		_, err := newRunner(t, cfg, nil).Connect(ctx, s.host, testFence)
 		mustContain(t, "Connect", err, "unable to authenticate")
 	})
 	t.Cleanup(func() { t.Logf("TestSSHD took %v", time.Since(start)) })
@@ -638,8 +638,8 @@ func TestSSHDHostCertificate(t *testing.T) {
 		cfg := s.config(t)
 		cfg.KnownHostsFile = writeKnownHosts(t, lines...)
 		c := connect(t, newRunner(t, cfg, nil), s.host)
-		if v, err := c.Version(ctx); err != nil || v != "v1" {
-			t.Fatalf("%s: Version = %q, %v", name, v, err)
+		if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+			t.Fatalf("%s: Version = %q, %v", name, v.Version, err)
 		}
 	}
 	// Another CA's line does not vouch for it.
@@ -649,7 +649,7 @@ func TestSSHDHostCertificate(t *testing.T) {
 	}
 	cfg := s.config(t)
 	cfg.KnownHostsFile = writeKnownHosts(t, "@cert-authority [127.0.0.1]:"+strconv.Itoa(s.host.Port)+" "+authorizedKey(readPublicKey(t, other+".pub")))
-	_, err = newRunner(t, cfg, nil).Connect(ctx, s.host)
+	_, err = newRunner(t, cfg, nil).Connect(ctx, s.host, testFence)
 	mustContain(t, "Connect to a host certified by another CA", err, "check host key of "+s.host.Addr(), "no authorities")
 
 	// Trust on first use pins the host's own key, not its certificate,

@@ -81,6 +81,11 @@ type Config struct {
 	KeepAlive      time.Duration // keepalive interval; a connection that misses one is closed (default 15s)
 	OutputTail     int           // bytes of output kept for failure reports (default 4096)
 
+	// HostDir is the directory on each host, relative to the login's home
+	// unless absolute, where the host keeps its lock and fence (default
+	// ".rolloutbot"): every recipe command runs inside the wrapper in fence.go.
+	HostDir string
+
 	Recipe Recipe
 }
 
@@ -113,6 +118,7 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 	cfg.CommandTimeout = cmp.Or(cfg.CommandTimeout, 5*time.Minute)
 	cfg.KeepAlive = cmp.Or(cfg.KeepAlive, 15*time.Second)
 	cfg.OutputTail = cmp.Or(cfg.OutputTail, 4096)
+	cfg.HostDir = cmp.Or(cfg.HostDir, ".rolloutbot")
 	if err := cfg.Recipe.Validate(); err != nil {
 		return nil, err
 	}
@@ -208,8 +214,8 @@ func loadKey(path, passphrase string) (ssh.Signer, error) {
 }
 
 // Connect opens an SSH connection to h, verifying its host key, within the
-// connect timeout.
-func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, error) {
+// connect timeout. Its commands run on the host under fence.
+func (r *Runner) Connect(ctx context.Context, h rollout.Host, fence rollout.Fence) (rollout.Conn, error) {
 	addr := h.Addr()
 	user := cmp.Or(h.User, r.cfg.User)
 	hk := r.hostKeys(ctx, addr)
@@ -254,7 +260,7 @@ func (r *Runner) Connect(ctx context.Context, h rollout.Host) (rollout.Conn, err
 		return nil, fmt.Errorf("ssh handshake with %s as %s: %w", addr, user, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	conn := &conn{r: r, addr: addr, client: ssh.NewClient(c, chans, reqs), dead: make(chan struct{})}
+	conn := &conn{r: r, addr: addr, fence: fence, client: ssh.NewClient(c, chans, reqs), dead: make(chan struct{})}
 	go conn.watch()
 	return conn, nil
 }
@@ -275,6 +281,7 @@ func unwrapDial(err error) error {
 type conn struct {
 	r      *Runner
 	addr   string
+	fence  rollout.Fence
 	client *ssh.Client
 	dead   chan struct{} // closed when the connection ended
 }
@@ -318,14 +325,38 @@ func (c *conn) Close() error {
 	return err
 }
 
-func (c *conn) Version(ctx context.Context) (string, error) {
+// Version reads the host's version, and its record of the last update or
+// rollback. It is the first command on a host and may wait for the lock,
+// held by a command a previous driver left running, for up to the command
+// timeout; then it has the command timeout of its own.
+func (c *conn) Version(ctx context.Context) (rollout.HostState, error) {
 	stdout := &headBuffer{max: 4096}
-	out, err := c.run(ctx, c.r.cfg.Recipe.Version, stdout)
+	out, err := c.run(ctx, rollout.StepVersion, c.r.cfg.Recipe.Version, stdout, 2*c.r.cfg.CommandTimeout)
 	if err != nil {
-		return out, err
+		return rollout.HostState{}, withOutput(err, out)
 	}
-	v, _, _ := strings.Cut(strings.TrimSpace(string(stdout.buf)), "\n")
-	return strings.TrimSpace(v), nil
+	text := string(stdout.buf)
+	first, rest, _ := strings.Cut(text, "\n")
+	line, ok := strings.CutPrefix(first, lastPrefix)
+	if !ok {
+		return rollout.HostState{}, fmt.Errorf("%s: the fence wrapper printed no record line before the version", c.addr)
+	}
+	last, err := ParseLast(line)
+	if err != nil {
+		return rollout.HostState{}, err
+	}
+	v, _, _ := strings.Cut(strings.TrimSpace(rest), "\n")
+	return rollout.HostState{Version: strings.TrimSpace(v), Last: last}, nil
+}
+
+// withOutput adds the first line of a failed version read's output to err,
+// which has no other place to go.
+func withOutput(err error, out string) error {
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if line == "" || strings.Contains(err.Error(), line) {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, line)
 }
 
 func (c *conn) Update(ctx context.Context, version string) (string, error) {
@@ -333,11 +364,11 @@ func (c *conn) Update(ctx context.Context, version string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return c.run(ctx, cmd, nil)
+	return c.run(ctx, rollout.StepUpdate, cmd, nil, c.r.cfg.CommandTimeout)
 }
 
 func (c *conn) Health(ctx context.Context) (string, error) {
-	return c.run(ctx, c.r.cfg.Recipe.Health, nil)
+	return c.run(ctx, rollout.StepHealth, c.r.cfg.Recipe.Health, nil, c.r.cfg.CommandTimeout)
 }
 
 func (c *conn) Rollback(ctx context.Context, version string) (string, error) {
@@ -345,14 +376,15 @@ func (c *conn) Rollback(ctx context.Context, version string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return c.run(ctx, cmd, nil)
+	return c.run(ctx, rollout.StepRollback, cmd, nil, c.r.cfg.CommandTimeout)
 }
 
-// run executes cmd in a new session within the command timeout and returns
-// the tail of its combined output; stdout, when given, also gets the stdout.
-func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, error) {
+// run executes the recipe command cmd for step in a new session, inside the
+// host's fence wrapper, within timeout, and returns the tail of its combined
+// output; stdout, when given, also gets the stdout.
+func (c *conn) run(ctx context.Context, step rollout.Step, cmd string, stdout io.Writer, timeout time.Duration) (string, error) {
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.CommandTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// A host that went silent acknowledges neither a new session nor the
 	// kill of a running one: once ctx is done, give it killGrace, then drop
@@ -375,7 +407,7 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 		// The caller's cancel or deadline, as it is; else the command timeout.
 		err := parent.Err()
 		if err == nil {
-			err = fmt.Errorf("timed out after %s", c.r.cfg.CommandTimeout)
+			err = fmt.Errorf("timed out after %s", timeout)
 		}
 		if dropped.Load() {
 			return fmt.Errorf("%w (closed: %s did not end the command within %s of being stopped): %w", rollout.ErrConnLost, c.addr, killGrace, err)
@@ -407,7 +439,8 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 		_ = sess.Signal(ssh.SIGKILL)
 		sess.Close()
 	})
-	err = sess.Run(cmd)
+	wait := max(1, int((c.r.cfg.CommandTimeout+time.Second-1)/time.Second))
+	err = sess.Run(Fenced{Dir: c.r.cfg.HostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}.String())
 	if !stop() {
 		return tail.String(), stopped()
 	}
@@ -420,12 +453,33 @@ func (c *conn) run(ctx context.Context, cmd string, stdout io.Writer) (string, e
 		if exit.Signal() != "" {
 			return tail.String(), fmt.Errorf("killed by signal %s", exit.Signal())
 		}
-		return tail.String(), fmt.Errorf("exited with status %d", exit.ExitStatus())
+		out := tail.String()
+		if refusal := wrapperRefusal(exit.ExitStatus(), out); refusal != nil {
+			return out, refusal
+		}
+		return out, fmt.Errorf("exited with status %d", exit.ExitStatus())
 	case errors.As(err, &missing), errors.Is(err, io.EOF):
 		return tail.String(), fmt.Errorf("%w: %s closed the connection mid-command", rollout.ErrConnLost, c.addr)
 	default:
 		return tail.String(), err
 	}
+}
+
+// wrapperRefusal explains an exit of the fence wrapper's own, or returns nil
+// for the command's.
+func wrapperRefusal(status int, out string) error {
+	i := strings.LastIndex(out, "rolloutbot: ")
+	if i < 0 || status < exitFenced || status > exitNoSetup {
+		return nil
+	}
+	msg, _, _ := strings.Cut(out[i+len("rolloutbot: "):], "\n")
+	switch status {
+	case exitFenced:
+		return fmt.Errorf("%w: %s", rollout.ErrFenced, msg)
+	case exitLockHeld:
+		return errors.New(msg)
+	}
+	return fmt.Errorf("the host is not set up for rolloutbot: %s", msg)
 }
 
 // killGrace is how long a host may take to end a stopped command before its

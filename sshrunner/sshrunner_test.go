@@ -107,11 +107,14 @@ func newRunner(t *testing.T, cfg sshrunner.Config, pins sshrunner.KeyStore) *ssh
 	return r
 }
 
+// testFence is the fence the tests' commands run under.
+var testFence = rollout.Fence{Rollout: 1, Epoch: 1}
+
 func connect(t *testing.T, r *sshrunner.Runner, h rollout.Host) rollout.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := r.Connect(ctx, h)
+	c, err := r.Connect(ctx, h, testFence)
 	if err != nil {
 		t.Fatalf("Connect %s: %v", h.Addr(), err)
 	}
@@ -160,8 +163,8 @@ func TestHappyPath(t *testing.T) {
 	c := connect(t, r, s.host(0))
 	ctx := context.Background()
 
-	if v, err := c.Version(ctx); err != nil || v != "v1" {
-		t.Fatalf("Version = %q, %v; want v1", v, err)
+	if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+		t.Fatalf("Version = %q, %v; want v1", v.Version, err)
 	}
 	out, err := c.Update(ctx, "v2")
 	if err != nil {
@@ -173,11 +176,11 @@ func TestHappyPath(t *testing.T) {
 	if out, err := c.Health(ctx); err != nil {
 		t.Fatalf("Health: %v (output %q)", err, out)
 	}
-	if got := s.Stats(0); got != (fleetsim.Stats{Connections: 1, Sessions: 3, Versions: 1, Updates: 1, HealthChecks: 1}) {
+	if got := s.Stats(0); got != (fleetsim.Stats{Connections: 1, Sessions: 3, Versions: 1, Updates: 1, HealthChecks: 1, MaxRunning: 1}) {
 		t.Errorf("Stats after version+update+health = %+v, want one connection and three sessions", got)
 	}
-	if v, err := c.Version(ctx); err != nil || v != "v2" {
-		t.Fatalf("Version after update = %q, %v; want v2", v, err)
+	if v, err := c.Version(ctx); err != nil || v.Version != "v2" {
+		t.Fatalf("Version after update = %q, %v; want v2", v.Version, err)
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -207,8 +210,8 @@ func TestBehaviors(t *testing.T) {
 			if !strings.Contains(out, "E: update to v2 failed on sim-0001") {
 				t.Errorf("output tail %q lacks the host's stderr", out)
 			}
-			if v, err := c.Version(ctx); err != nil || v != "v1" {
-				t.Errorf("Version after failed update = %q, %v", v, err)
+			if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+				t.Errorf("Version after failed update = %q, %v", v.Version, err)
 			}
 		}},
 		{b: fleetsim.HealthFails, check: func(t *testing.T, s *sim, r *sshrunner.Runner) {
@@ -270,7 +273,7 @@ func TestBehaviors(t *testing.T) {
 		{b: fleetsim.HangConnect, config: func(c *sshrunner.Config) { c.ConnectTimeout = 300 * time.Millisecond },
 			check: func(t *testing.T, s *sim, r *sshrunner.Runner) {
 				start := time.Now()
-				_, err := r.Connect(ctx, s.host(0))
+				_, err := r.Connect(ctx, s.host(0), testFence)
 				within(t, "Connect to a host that never speaks SSH", time.Since(start), 300*time.Millisecond, 300*time.Millisecond+slack)
 				mustContain(t, "Connect", err, "ssh handshake with "+s.addr(0), "no answer within 300ms")
 			}},
@@ -292,11 +295,11 @@ func TestBehaviors(t *testing.T) {
 			}
 		}},
 		{b: fleetsim.Unreachable, check: func(t *testing.T, s *sim, r *sshrunner.Runner) {
-			_, err := r.Connect(ctx, s.host(0))
+			_, err := r.Connect(ctx, s.host(0), testFence)
 			mustContain(t, "Connect", err, "ssh dial "+s.addr(0), "connection refused")
 		}},
 		{b: fleetsim.ChangedKey, check: func(t *testing.T, s *sim, r *sshrunner.Runner) {
-			_, err := r.Connect(ctx, s.host(0))
+			_, err := r.Connect(ctx, s.host(0), testFence)
 			mustContain(t, "Connect", err, "host key of "+s.addr(0)+" changed", ssh.FingerprintSHA256(s.HostKey(0)), s.knownHosts)
 			// The fingerprint of the key presented is named too.
 			if fps := regexp.MustCompile(`SHA256:[A-Za-z0-9+/]{43}`).FindAllString(err.Error(), -1); len(fps) != 2 || fps[0] == fps[1] {
@@ -378,14 +381,14 @@ func TestHostKeyPolicy(t *testing.T) {
 			cfg.KnownHostsFile = writeKnownHosts(t, tt.lines...)
 			r := newRunner(t, cfg, nil)
 			before := s.Stats(0)
-			c, err := r.Connect(ctx, s.host(0))
+			c, err := r.Connect(ctx, s.host(0), testFence)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("Connect: %v", err)
 				}
 				defer c.Close()
-				if v, err := c.Version(ctx); err != nil || v != "v1" {
-					t.Fatalf("Version = %q, %v", v, err)
+				if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+					t.Fatalf("Version = %q, %v", v.Version, err)
 				}
 				return
 			}
@@ -420,7 +423,7 @@ func TestHostKeyNameCase(t *testing.T) {
 			cfg.KnownHostsFile = writeKnownHosts(t, tt.line)
 			h := s.host(0)
 			h.Address = tt.address
-			c, err := newRunner(t, cfg, nil).Connect(ctx, h)
+			c, err := newRunner(t, cfg, nil).Connect(ctx, h, testFence)
 			if tt.changed {
 				mustContain(t, "Connect", err, "host key of "+h.Addr()+" changed")
 				return
@@ -493,8 +496,8 @@ func TestTrustOnFirstUse(t *testing.T) {
 
 	// First use pins the key.
 	c := connect(t, r, s.host(0))
-	if v, err := c.Version(ctx); err != nil || v != "v1" {
-		t.Fatalf("Version = %q, %v", v, err)
+	if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+		t.Fatalf("Version = %q, %v", v.Version, err)
 	}
 	c.Close()
 	if k, err := db.PinnedHostKey(ctx, addr); err != nil || k != authorizedKey(s.HostKey(0)) {
@@ -506,7 +509,7 @@ func TestTrustOnFirstUse(t *testing.T) {
 	// A changed key is refused, with the way out, before any session.
 	s.SetBehavior(0, fleetsim.ChangedKey)
 	before := s.Stats(0)
-	_, err := r.Connect(ctx, s.host(0))
+	_, err := r.Connect(ctx, s.host(0), testFence)
 	mustContain(t, "Connect with a changed key", err, "host key of "+addr+" changed", ssh.FingerprintSHA256(s.HostKey(0)),
 		"was pinned on first use", "rolloutbot hosts unpin "+addr)
 	if got := s.Stats(0); got.Sessions != before.Sessions {
@@ -551,7 +554,7 @@ func TestTrustOnFirstUseWithKnownHosts(t *testing.T) {
 	}
 	// known_hosts wins over TOFU: a listed host with a changed key is refused.
 	s.SetBehavior(0, fleetsim.ChangedKey)
-	_, err := r.Connect(ctx, s.host(0))
+	_, err := r.Connect(ctx, s.host(0), testFence)
 	mustContain(t, "Connect", err, "changed", cfg.KnownHostsFile)
 	if k, _ := db.PinnedHostKey(ctx, s.addr(0)); k != "" {
 		t.Errorf("a changed key of a listed host was pinned: %q", k)
@@ -574,7 +577,7 @@ func TestConcurrentConnects(t *testing.T) {
 	for i := range hosts {
 		for range perHost {
 			wg.Go(func() {
-				c, err := r.Connect(ctx, s.host(i))
+				c, err := r.Connect(ctx, s.host(i), testFence)
 				if err != nil {
 					errs <- err
 					return
@@ -655,8 +658,8 @@ func TestVersionSafety(t *testing.T) {
 	if _, err := c.Update(ctx, "v1.0+build-7"); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := c.Version(ctx); err != nil || v != "v1.0+build-7" {
-		t.Errorf("Version = %q, %v", v, err)
+	if v, err := c.Version(ctx); err != nil || v.Version != "v1.0+build-7" {
+		t.Errorf("Version = %q, %v", v.Version, err)
 	}
 }
 
@@ -693,13 +696,13 @@ func TestKeyPassphrase(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			c, err := r.Connect(context.Background(), s.host(0))
+			c, err := r.Connect(context.Background(), s.host(0), testFence)
 			if err != nil {
 				t.Fatalf("Connect: %v", err)
 			}
 			defer c.Close()
-			if v, err := c.Version(context.Background()); err != nil || v != "v1" {
-				t.Fatalf("Version = %q, %v", v, err)
+			if v, err := c.Version(context.Background()); err != nil || v.Version != "v1" {
+				t.Fatalf("Version = %q, %v", v.Version, err)
 			}
 		})
 	}
@@ -719,7 +722,7 @@ func TestAuthRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := s.config()
 			tt.config(&cfg)
-			_, err := newRunner(t, cfg, nil).Connect(context.Background(), s.host(0))
+			_, err := newRunner(t, cfg, nil).Connect(context.Background(), s.host(0), testFence)
 			mustContain(t, "Connect", err, tt.want...)
 		})
 	}
@@ -821,7 +824,7 @@ func TestAgent(t *testing.T) {
 			cfg.KeyFile = tt.keyFile
 			cfg.UseAgent = true
 			r := newRunner(t, cfg, nil)
-			c, err := r.Connect(context.Background(), s.host(0))
+			c, err := r.Connect(context.Background(), s.host(0), testFence)
 			if tt.wantErr != "" {
 				mustContain(t, "Connect", err, tt.wantErr)
 				return
@@ -830,8 +833,8 @@ func TestAgent(t *testing.T) {
 				t.Fatalf("Connect: %v", err)
 			}
 			defer c.Close()
-			if v, err := c.Version(context.Background()); err != nil || v != "v1" {
-				t.Fatalf("Version = %q, %v", v, err)
+			if v, err := c.Version(context.Background()); err != nil || v.Version != "v1" {
+				t.Fatalf("Version = %q, %v", v.Version, err)
 			}
 		})
 	}
@@ -851,13 +854,13 @@ func TestAgentRestart(t *testing.T) {
 	c.Close()
 
 	stop()
-	_, err := r.Connect(context.Background(), s.host(0))
+	_, err := r.Connect(context.Background(), s.host(0), testFence)
 	mustContain(t, "Connect while the agent is away", err, "ssh-agent", sock)
 
 	startAgent(t, sock, s.ClientKeyPEM())
 	c = connect(t, r, s.host(0))
-	if v, err := c.Version(context.Background()); err != nil || v != "v1" {
-		t.Fatalf("Version after the agent restarted = %q, %v", v, err)
+	if v, err := c.Version(context.Background()); err != nil || v.Version != "v1" {
+		t.Fatalf("Version after the agent restarted = %q, %v", v.Version, err)
 	}
 	c.Close()
 }
@@ -873,7 +876,7 @@ func TestCancel(t *testing.T) {
 			return err
 		}},
 		{"hung handshake", fleetsim.HangConnect, func(ctx context.Context, t *testing.T, s *sim, r *sshrunner.Runner) error {
-			_, err := r.Connect(ctx, s.host(0))
+			_, err := r.Connect(ctx, s.host(0), testFence)
 			return err
 		}},
 	}
@@ -1029,8 +1032,8 @@ func TestFrozenHost(t *testing.T) {
 			}
 			c := connect(t, r, p.host())
 			ctx := context.Background()
-			if v, err := c.Version(ctx); err != nil || v != "v1" {
-				t.Fatalf("Version = %q, %v", v, err)
+			if v, err := c.Version(ctx); err != nil || v.Version != "v1" {
+				t.Fatalf("Version = %q, %v", v.Version, err)
 			}
 			p.freeze()
 			if tt.cancel {

@@ -63,6 +63,11 @@ func (p *postgres) begin(ctx context.Context) (tx, error) {
 	return pgTx{t}, nil
 }
 
+func (p *postgres) now() string { return "now()" }
+func (p *postgres) after(param string) string {
+	return "(now() + " + param + " * interval '1 microsecond')"
+}
+
 func (p *postgres) isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"

@@ -11,41 +11,55 @@ import (
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
-const rolloutCols = `id, version, state, stages, concurrency, pause_ms, threshold, seed, host_count,
-	stage, segment_start, started_by, source, reason, halted_by, halt_requested_by, halt_reason,
-	owner, lease_until, channel, message_ts, created_at, updated_at, finished_at`
+const rolloutCols = `id, version, stages, concurrency, pause_ms, threshold, seed, host_count,
+	phase, stage, segment_done, segment_failures, wait_until, halt_by, halt_reason, halt_at, error,
+	started_by, source, owner, lease_until, epoch, channel, message_ts, created_at, updated_at, finished_at`
 
 func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var r rollout.Rollout
-	var stages, source string
+	var stages, source, phase string
 	var pauseMS int64
-	var lease, finished sql.NullTime
-	err := sc.Scan(&r.ID, &r.Version, &r.State, &stages, &r.Settings.Concurrency, &pauseMS,
-		&r.Settings.Threshold, &r.Seed, &r.Hosts, &r.Stage, &r.SegmentStart, &r.StartedBy, &source,
-		&r.Reason, &r.HaltedBy, &r.HaltRequestedBy, &r.HaltReason, &r.Owner, &lease, &r.Channel,
-		&r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished)
+	var wait, haltAt, lease, finished sql.NullTime
+	var h rollout.Halt
+	err := sc.Scan(&r.ID, &r.Version, &stages, &r.Settings.Concurrency, &pauseMS, &r.Settings.Threshold, &r.Seed, &r.Hosts,
+		&phase, &r.Stage, &r.Segment.Done, &r.Segment.Failures, &wait, &h.By, &h.Reason, &haltAt, &r.Error,
+		&r.StartedBy, &source, &r.Owner, &lease, &r.Epoch, &r.Channel, &r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished)
 	if err != nil {
 		return nil, err
 	}
 	if r.Settings.Stages, err = parseStages(stages); err != nil {
 		return nil, err
 	}
-	r.Source = rollout.Source(source)
+	r.Phase, r.Source = rollout.Phase(phase), rollout.Source(source)
 	r.Settings.Pause = time.Duration(pauseMS) * time.Millisecond
-	r.LeaseUntil, r.FinishedAt = timeOf(lease), timeOf(finished)
+	r.WaitUntil, r.LeaseUntil, r.FinishedAt = timeOf(wait), timeOf(lease), timeOf(finished)
+	if haltAt.Valid {
+		h.At = haltAt.Time
+		r.Halt = &h
+	}
 	return &r, nil
 }
 
-// CreateRollout records a new active rollout and its host snapshot, all pending.
-func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rollout.Host) error {
+// haltArgs are a halt's by, reason and at, or empty ones for none.
+func haltArgs(h *rollout.Halt) (string, string, any) {
+	if h == nil {
+		return "", "", nil
+	}
+	return h.By, storable(h.Reason), h.At.UTC()
+}
+
+// CreateRollout records a new active rollout and its host snapshot, all
+// pending, leased to r.Owner for ttl on the store's clock, at epoch 1.
+func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rollout.Host, ttl time.Duration) error {
 	err := db.withTx(ctx, func(t tx) error {
-		err := t.queryRow(ctx, `INSERT INTO rollouts (version, state, stages, concurrency, pause_ms, threshold,
-			seed, host_count, stage, segment_start, started_by, source, owner, lease_until, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
-			r.Version, string(r.State), formatStages(r.Settings.Stages), r.Settings.Concurrency,
-			r.Settings.Pause.Milliseconds(), r.Settings.Threshold, r.Seed, r.Hosts, r.Stage, r.SegmentStart,
-			r.StartedBy, string(r.Source), r.Owner, nullTime(r.LeaseUntil), r.CreatedAt.UTC(), r.UpdatedAt.UTC(),
-		).Scan(&r.ID)
+		err := t.queryRow(ctx, `INSERT INTO rollouts (version, stages, concurrency, pause_ms, threshold, seed, host_count,
+			phase, stage, started_by, source, owner, lease_until, epoch, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, `+db.b.after("$13")+`, 1, $14, $15)
+			RETURNING id, lease_until, epoch`,
+			r.Version, formatStages(r.Settings.Stages), r.Settings.Concurrency, r.Settings.Pause.Milliseconds(),
+			r.Settings.Threshold, r.Seed, r.Hosts, string(r.Phase), r.Stage, r.StartedBy, string(r.Source), r.Owner,
+			ttl.Microseconds(), r.CreatedAt.UTC(), r.UpdatedAt.UTC(),
+		).Scan(&r.ID, &r.LeaseUntil, &r.Epoch)
 		if err != nil {
 			return err
 		}
@@ -94,24 +108,35 @@ func (db *DB) Rollouts(ctx context.Context, limit int) ([]*rollout.Rollout, erro
 	return out, rs.Err()
 }
 
-// UpdateRollout writes the state, stage, segment, reason and times, while
-// owner holds the rollout. Ending it clears any pending halt request.
+// UpdateRollout writes the phase, stage, segment, wait, error and times while
+// owner holds the rollout. A halt already stored stays, whatever r says: a
+// halt another process asked for between the driver's read and this write is
+// never lost. r.Halt is set to the stored one.
 func (db *DB) UpdateRollout(ctx context.Context, owner string, r *rollout.Rollout) error {
-	n, err := db.b.exec(ctx, `UPDATE rollouts SET state = $3, stage = $4, segment_start = $5, reason = $6,
-		halted_by = $7, finished_at = $8, updated_at = $9,
-		halt_requested_by = CASE WHEN $10 THEN halt_requested_by ELSE '' END,
-		halt_reason = CASE WHEN $10 THEN halt_reason ELSE '' END
-		WHERE id = $1 AND owner = $2`,
-		r.ID, owner, string(r.State), r.Stage, r.SegmentStart, storable(r.Reason), r.HaltedBy,
-		nullTime(r.FinishedAt), r.UpdatedAt.UTC(), r.State.Active())
-	if err != nil {
-		if db.b.isUniqueViolation(err) {
-			return db.activeError(ctx)
-		}
+	haltBy, haltReason, haltAt := haltArgs(r.Halt)
+	var by, reason string
+	var at sql.NullTime
+	err := db.b.queryRow(ctx, `UPDATE rollouts SET phase = $3, stage = $4, segment_done = $5, segment_failures = $6,
+		wait_until = $7, error = $8, finished_at = $9, updated_at = $10,
+		halt_by = CASE WHEN halt_at IS NULL THEN $11 ELSE halt_by END,
+		halt_reason = CASE WHEN halt_at IS NULL THEN $12 ELSE halt_reason END,
+		halt_at = COALESCE(halt_at, $13)
+		WHERE id = $1 AND owner = $2
+		RETURNING halt_by, halt_reason, halt_at`,
+		r.ID, owner, string(r.Phase), r.Stage, r.Segment.Done, r.Segment.Failures, nullTime(r.WaitUntil),
+		storable(r.Error), nullTime(r.FinishedAt), r.UpdatedAt.UTC(), haltBy, haltReason, haltAt,
+	).Scan(&by, &reason, &at)
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		return db.missing(ctx, r.ID)
+	case err != nil && db.b.isUniqueViolation(err):
+		return db.activeError(ctx)
+	case err != nil:
 		return err
 	}
-	if n == 0 {
-		return db.missing(ctx, r.ID)
+	r.Halt = nil
+	if at.Valid {
+		r.Halt = &rollout.Halt{By: by, Reason: reason, At: at.Time}
 	}
 	return nil
 }
@@ -124,18 +149,22 @@ func (db *DB) missing(ctx context.Context, id int64) error {
 	return rollout.ErrLeaseLost
 }
 
-// ClaimRollout takes or renews the lease on an active rollout.
-func (db *DB) ClaimRollout(ctx context.Context, id int64, owner string, now time.Time, ttl time.Duration) (*rollout.Rollout, error) {
-	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET owner = $2, lease_until = $3
-		WHERE id = $1 AND active AND (owner = $2 OR owner = '' OR lease_until IS NULL OR lease_until < $4)
-		RETURNING `+rolloutCols, id, owner, now.Add(ttl).UTC(), now.UTC()))
+// ClaimRollout takes or renews the lease on an active rollout, for ttl from
+// now on the store's clock: two bot machines whose clocks disagree still
+// agree on who drives. Taking it over (from another owner, or from nobody)
+// increments the epoch that fences the hosts' commands.
+func (db *DB) ClaimRollout(ctx context.Context, id int64, owner string, ttl time.Duration) (*rollout.Rollout, error) {
+	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET owner = $2, lease_until = `+db.b.after("$3")+`,
+		epoch = CASE WHEN owner = $2 THEN epoch ELSE epoch + 1 END
+		WHERE id = $1 AND active AND (owner = $2 OR owner = '' OR lease_until IS NULL OR lease_until < `+db.b.now()+`)
+		RETURNING `+rolloutCols, id, owner, ttl.Microseconds()))
 	if errors.Is(err, rollout.ErrNotFound) {
 		cur, err := db.Rollout(ctx, id)
 		switch {
 		case err != nil:
 			return nil, err
-		case !cur.State.Active():
-			return nil, fmt.Errorf("rollout #%d is %s: %w", id, cur.State, rollout.ErrNotRunning)
+		case !cur.Phase.Active():
+			return nil, fmt.Errorf("rollout #%d is %s: %w", id, cur.Phase, rollout.ErrNotRunning)
 		default:
 			return nil, rollout.ErrLeaseLost
 		}
@@ -149,36 +178,55 @@ func (db *DB) ReleaseRollout(ctx context.Context, id int64, owner string) error 
 	return err
 }
 
-// RequestHalt records a halt request for the driver of an active rollout.
-func (db *DB) RequestHalt(ctx context.Context, id int64, by, reason string) error {
-	n, err := db.b.exec(ctx, `UPDATE rollouts SET halt_requested_by = $2, halt_reason = $3
-		WHERE id = $1 AND active`, id, by, storable(reason))
-	if err != nil {
-		return err
+// Now is the store's clock, which leases are measured on.
+func (db *DB) Now(ctx context.Context) (time.Time, error) {
+	if db.b.kind() == "sqlite" {
+		var us int64
+		err := db.b.queryRow(ctx, `SELECT `+db.b.now()).Scan(&us)
+		return time.UnixMicro(us), err
 	}
-	if n == 0 {
-		return rollout.ErrNotRunning
-	}
-	return nil
+	var now time.Time
+	err := db.b.queryRow(ctx, `SELECT `+db.b.now()).Scan(&now)
+	return now, err
 }
 
-// ResumeRollout makes a halted rollout active again, leased to r.Owner.
-func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout) error {
-	n, err := db.b.exec(ctx, `UPDATE rollouts SET state = $2, stage = $3, segment_start = $4, reason = '',
-		halted_by = '', halt_requested_by = '', halt_reason = '', owner = $5, lease_until = $6,
-		finished_at = NULL, updated_at = $7
-		WHERE id = $1 AND state = 'halted'`,
-		r.ID, string(r.State), r.Stage, r.SegmentStart, r.Owner, nullTime(r.LeaseUntil), r.UpdatedAt.UTC())
-	if err != nil {
-		if db.b.isUniqueViolation(err) {
-			return db.activeError(ctx)
-		}
-		return err
+// RequestHalt records a halt for the driver of an active rollout to act on.
+// A halt asked for earlier stays, and the answer is then rollout.ErrHalting
+// with the rollout as stored.
+func (db *DB) RequestHalt(ctx context.Context, id int64, h rollout.Halt) (*rollout.Rollout, error) {
+	by, reason, at := haltArgs(&h)
+	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET halt_by = $2, halt_reason = $3, halt_at = $4
+		WHERE id = $1 AND active AND halt_at IS NULL RETURNING `+rolloutCols, id, by, reason, at))
+	if !errors.Is(err, rollout.ErrNotFound) {
+		return r, err
 	}
-	if n == 0 {
+	cur, err := db.Rollout(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case !cur.Phase.Active():
+		return cur, rollout.ErrNotRunning
+	}
+	return cur, rollout.ErrHalting
+}
+
+// ResumeRollout makes a halted rollout active again with r's phase, stage and
+// segment, leased to r.Owner for ttl under a new epoch.
+func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Duration) error {
+	err := db.b.queryRow(ctx, `UPDATE rollouts SET phase = $2, stage = $3, segment_done = $4, segment_failures = $5,
+		wait_until = NULL, halt_by = '', halt_reason = '', halt_at = NULL, error = '', finished_at = NULL, updated_at = $6,
+		owner = $7, lease_until = `+db.b.after("$8")+`, epoch = epoch + 1
+		WHERE id = $1 AND phase = 'halted'
+		RETURNING lease_until, epoch`,
+		r.ID, string(r.Phase), r.Stage, r.Segment.Done, r.Segment.Failures, r.UpdatedAt.UTC(), r.Owner, ttl.Microseconds(),
+	).Scan(&r.LeaseUntil, &r.Epoch)
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
 		return rollout.ErrNotHalted
+	case err != nil && db.b.isUniqueViolation(err):
+		return db.activeError(ctx)
 	}
-	return nil
+	return err
 }
 
 // SetStatusMessage records where a rollout's Slack status message is.

@@ -107,6 +107,15 @@ func (s *sqliteDB) begin(ctx context.Context) (tx, error) {
 	return sqlTx{t}, nil
 }
 
+// sqliteNow is SQLite's clock as the store keeps times: microseconds since
+// the epoch. Every process on one SQLite file shares this machine's clock.
+const sqliteNow = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+
+func (s *sqliteDB) now() string { return sqliteNow }
+func (s *sqliteDB) after(param string) string {
+	return "(" + sqliteNow + " + " + param + ")"
+}
+
 func (s *sqliteDB) isUniqueViolation(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE

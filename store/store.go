@@ -36,6 +36,10 @@ type backend interface {
 	close()
 	kind() string
 	isUniqueViolation(err error) bool
+	// now is the SQL for the database's clock, comparable with time columns.
+	now() string
+	// after is the SQL for the database's clock plus the microseconds in param.
+	after(param string) string
 	// insertRolloutHosts writes a new rollout's host snapshot.
 	insertRolloutHosts(ctx context.Context, t tx, rolloutID int64, hosts []rollout.Host) error
 	// saveResults writes host results, only while owner holds the rollout,

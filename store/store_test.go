@@ -56,24 +56,23 @@ func hosts(n int) []rollout.Host {
 func newRollout(owner string) *rollout.Rollout {
 	now := time.Now().Truncate(time.Millisecond)
 	return &rollout.Rollout{
-		Version: "v2.4.1", State: rollout.StageState(10), Settings: rollout.DefaultSettings(), Seed: 42, Hosts: 3,
-		StartedBy: "U1", Source: rollout.SourceSlack, Owner: owner, LeaseUntil: now.Add(time.Minute),
-		CreatedAt: now, UpdatedAt: now,
+		Version: "v2.4.1", Phase: rollout.PhaseRunning, Settings: rollout.DefaultSettings(), Seed: 42, Hosts: 3,
+		StartedBy: "U1", Source: rollout.SourceSlack, Owner: owner, CreatedAt: now, UpdatedAt: now,
 	}
 }
 
 func create(t *testing.T, db *store.DB, owner string) *rollout.Rollout {
 	t.Helper()
 	r := newRollout(owner)
-	if err := db.CreateRollout(context.Background(), r, hosts(3)); err != nil {
+	if err := db.CreateRollout(context.Background(), r, hosts(3), time.Minute); err != nil {
 		t.Fatalf("create rollout: %v", err)
 	}
 	return r
 }
 
-func finish(t *testing.T, db *store.DB, r *rollout.Rollout, state rollout.State) {
+func finish(t *testing.T, db *store.DB, r *rollout.Rollout, phase rollout.Phase) {
 	t.Helper()
-	r.State, r.FinishedAt = state, time.Now()
+	r.Phase, r.FinishedAt = phase, time.Now()
 	if err := db.UpdateRollout(context.Background(), r.Owner, r); err != nil {
 		t.Fatalf("finish rollout: %v", err)
 	}
@@ -147,7 +146,7 @@ func TestRolloutRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Version != r.Version || got.Seed != 42 || got.State != r.State || got.Hosts != 3 ||
+		if got.Version != r.Version || got.Seed != 42 || got.Phase != r.Phase || got.Hosts != 3 ||
 			got.Settings.Pause != r.Settings.Pause || len(got.Settings.Stages) != 3 || got.Owner != "p1" ||
 			!got.CreatedAt.Equal(r.CreatedAt) || !got.LeaseUntil.Equal(r.LeaseUntil) || got.Source != rollout.SourceSlack {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
@@ -200,7 +199,7 @@ func TestOneActiveRollout(t *testing.T) {
 		ctx := context.Background()
 		db := open(t, dsn)
 		first := create(t, db, "p1")
-		err := db.CreateRollout(ctx, newRollout("p2"), hosts(3))
+		err := db.CreateRollout(ctx, newRollout("p2"), hosts(3), time.Minute)
 		var ae *rollout.ActiveError
 		if !errors.As(err, &ae) || !errors.Is(err, rollout.ErrActive) || ae.Rollout == nil || ae.Rollout.ID != first.ID {
 			t.Fatalf("second start: %v", err)
@@ -208,7 +207,7 @@ func TestOneActiveRollout(t *testing.T) {
 		if rs, _ := db.Rollouts(ctx, 10); len(rs) != 1 {
 			t.Fatalf("refused start left a row: %d rollouts", len(rs))
 		}
-		finish(t, db, first, rollout.StateCompleted)
+		finish(t, db, first, rollout.PhaseCompleted)
 		if _, err := db.ActiveRollout(ctx); !errors.Is(err, rollout.ErrNotFound) {
 			t.Fatalf("active after completion: %v", err)
 		}
@@ -227,7 +226,9 @@ func TestConcurrentStartsOneWins(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 8)
 		for i := range errs {
-			wg.Go(func() { errs[i] = dbs[i%len(dbs)].CreateRollout(context.Background(), newRollout("p"), hosts(3)) })
+			wg.Go(func() {
+				errs[i] = dbs[i%len(dbs)].CreateRollout(context.Background(), newRollout("p"), hosts(3), time.Minute)
+			})
 		}
 		wg.Wait()
 		won := 0
@@ -250,17 +251,31 @@ func TestLeaseFencing(t *testing.T) {
 		ctx := context.Background()
 		a, b := open(t, dsn), open(t, dsn)
 		r := create(t, a, "A")
-		now := time.Now()
-		if _, err := b.ClaimRollout(ctx, r.ID, "B", now, time.Minute); !errors.Is(err, rollout.ErrLeaseLost) {
+		if r.Epoch != 1 {
+			t.Fatalf("a new rollout's epoch is %d, want 1", r.Epoch)
+		}
+		if _, err := b.ClaimRollout(ctx, r.ID, "B", time.Minute); !errors.Is(err, rollout.ErrLeaseLost) {
 			t.Fatalf("claim of a live lease: %v", err)
 		}
-		if _, err := a.ClaimRollout(ctx, r.ID, "A", now, time.Minute); err != nil {
-			t.Fatalf("renew: %v", err)
+		// A renews, for a short time now; a renewal keeps the epoch.
+		got, err := a.ClaimRollout(ctx, r.ID, "A", 300*time.Millisecond)
+		if err != nil || got.Epoch != 1 {
+			t.Fatalf("renew: %v %+v", err, got)
 		}
-		// A's lease runs out; B takes over.
-		got, err := b.ClaimRollout(ctx, r.ID, "B", now.Add(2*time.Minute), time.Minute)
-		if err != nil || got.Owner != "B" {
+		// A's lease runs out; B takes over, under a new epoch.
+		renewed := time.Now()
+		deadline := time.Now().Add(10 * time.Second)
+		for tick := time.NewTicker(20 * time.Millisecond); ; <-tick.C {
+			got, err = b.ClaimRollout(ctx, r.ID, "B", time.Minute)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || got.Owner != "B" || got.Epoch != 2 {
 			t.Fatalf("takeover: %v %+v", err, got)
+		}
+		if took := time.Since(renewed); took < 300*time.Millisecond {
+			t.Fatalf("B took over %s after A renewed a 300ms lease", took)
 		}
 		res, _ := a.HostResults(ctx, r.ID)
 		res[0].Status = rollout.StatusSuccess
@@ -270,7 +285,7 @@ func TestLeaseFencing(t *testing.T) {
 		if res2, _ := b.HostResults(ctx, r.ID); res2[0].Status != rollout.StatusPending {
 			t.Fatalf("fenced write landed: %+v", res2[0])
 		}
-		r.State = rollout.StateCompleted
+		r.Phase = rollout.PhaseCompleted
 		if err := a.UpdateRollout(ctx, "A", r); !errors.Is(err, rollout.ErrLeaseLost) {
 			t.Fatalf("update by the old owner: %v", err)
 		}
@@ -280,12 +295,35 @@ func TestLeaseFencing(t *testing.T) {
 		if err := b.ReleaseRollout(ctx, r.ID, "B"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.ClaimRollout(ctx, r.ID, "A", time.Now(), time.Minute); err != nil {
-			t.Fatalf("claim after release: %v", err)
+		if got, err := a.ClaimRollout(ctx, r.ID, "A", time.Minute); err != nil || got.Epoch != 3 {
+			t.Fatalf("claim after release: %v %+v", err, got)
 		}
-		finish(t, a, r, rollout.StateCompleted)
-		if _, err := a.ClaimRollout(ctx, r.ID, "A", time.Now(), time.Minute); !errors.Is(err, rollout.ErrNotRunning) {
+		finish(t, a, r, rollout.PhaseCompleted)
+		if _, err := a.ClaimRollout(ctx, r.ID, "A", time.Minute); !errors.Is(err, rollout.ErrNotRunning) {
 			t.Fatalf("claim of a finished rollout: %v", err)
+		}
+	})
+}
+
+// Lease times are the database's clock: no process's clock takes part, so
+// two bot machines whose clocks disagree still agree on who drives.
+func TestLeaseUsesTheDatabaseClock(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		r := create(t, db, "A")
+		for _, ttl := range []time.Duration{time.Minute, time.Hour} {
+			got, err := db.ClaimRollout(ctx, r.ID, "A", ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now, err := db.Now(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := got.LeaseUntil.Sub(now); left > ttl || left < ttl-5*time.Second {
+				t.Errorf("a %s lease ends %s after the database's now (%s)", ttl, left, now)
+			}
 		}
 	})
 }
@@ -295,37 +333,45 @@ func TestHaltAndResume(t *testing.T) {
 		ctx := context.Background()
 		db := open(t, dsn)
 		r := create(t, db, "A")
-		if err := db.RequestHalt(ctx, r.ID, "U2", "db is on fire"); err != nil {
-			t.Fatal(err)
+		at := time.Now().Truncate(time.Millisecond)
+		got, err := db.RequestHalt(ctx, r.ID, rollout.Halt{By: "U2", Reason: "db is on fire", At: at})
+		if err != nil || got.Halt == nil || got.Halt.By != "U2" || got.Halt.Reason != "db is on fire" || !got.Halt.At.Equal(at) {
+			t.Fatalf("halt request: %v %+v", err, got)
 		}
-		got, _ := db.Rollout(ctx, r.ID)
-		if got.HaltRequestedBy != "U2" || got.HaltReason != "db is on fire" {
-			t.Fatalf("halt request: %+v", got)
+		// A second request keeps the first.
+		got, err = db.RequestHalt(ctx, r.ID, rollout.Halt{By: "U3", Reason: "me too", At: at})
+		if !errors.Is(err, rollout.ErrHalting) || got.Halt.By != "U2" {
+			t.Fatalf("second halt request: %v %+v", err, got.Halt)
 		}
-		r.Reason, r.HaltedBy = "halted by U2: db is on fire", "U2"
-		finish(t, db, r, rollout.StateHalted)
+		// The driver's write of its own view never drops the stored halt.
+		r.Halt = nil
+		r.UpdatedAt = time.Now()
+		if err := db.UpdateRollout(ctx, "A", r); err != nil || r.Halt == nil || r.Halt.By != "U2" {
+			t.Fatalf("update beside a halt request: %v %+v", err, r.Halt)
+		}
+		finish(t, db, r, rollout.PhaseHalted)
 		got, _ = db.Rollout(ctx, r.ID)
-		if got.HaltRequestedBy != "" || got.State != rollout.StateHalted || got.HaltedBy != "U2" || got.FinishedAt.IsZero() {
-			t.Fatalf("halted: %+v", got)
+		if got.Phase != rollout.PhaseHalted || got.Halt == nil || got.Halt.String() != "halted by U2: db is on fire" || got.FinishedAt.IsZero() {
+			t.Fatalf("halted: %+v %v", got, got.Halt)
 		}
-		if err := db.RequestHalt(ctx, r.ID, "U2", ""); !errors.Is(err, rollout.ErrNotRunning) {
+		if _, err := db.RequestHalt(ctx, r.ID, rollout.Halt{By: "U2", At: at}); !errors.Is(err, rollout.ErrNotRunning) {
 			t.Fatalf("halt of a halted rollout: %v", err)
 		}
 		// A newer rollout runs: resuming the halted one must wait for it.
 		other := create(t, db, "B")
-		r.State, r.SegmentStart, r.Owner = rollout.StageState(10), 1, "C"
-		if err := db.ResumeRollout(ctx, r); !errors.Is(err, rollout.ErrActive) {
+		r.Phase, r.Segment, r.Owner = rollout.PhaseRunning, rollout.Segment{Done: 1, Failures: 1}, "C"
+		if err := db.ResumeRollout(ctx, r, time.Minute); !errors.Is(err, rollout.ErrActive) {
 			t.Fatalf("resume beside an active rollout: %v", err)
 		}
-		finish(t, db, other, rollout.StateCompleted)
-		if err := db.ResumeRollout(ctx, r); err != nil {
-			t.Fatalf("resume: %v", err)
+		finish(t, db, other, rollout.PhaseCompleted)
+		if err := db.ResumeRollout(ctx, r, time.Minute); err != nil || r.Epoch != 2 {
+			t.Fatalf("resume: %v, epoch %d", err, r.Epoch)
 		}
 		got, _ = db.Rollout(ctx, r.ID)
-		if !got.State.Active() || got.Reason != "" || got.Owner != "C" || got.SegmentStart != 1 || !got.FinishedAt.IsZero() {
+		if !got.Phase.Active() || got.Halt != nil || got.Owner != "C" || got.Segment != r.Segment || !got.FinishedAt.IsZero() {
 			t.Fatalf("resumed: %+v", got)
 		}
-		if err := db.ResumeRollout(ctx, r); !errors.Is(err, rollout.ErrNotHalted) {
+		if err := db.ResumeRollout(ctx, r, time.Minute); !errors.Is(err, rollout.ErrNotHalted) {
 			t.Fatalf("resume of a running rollout: %v", err)
 		}
 	})

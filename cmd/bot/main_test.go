@@ -183,7 +183,7 @@ func (f *fixture) assertEachHostOnce() {
 	}
 	db := f.store()
 	rs, err := db.Rollouts(context.Background(), 10)
-	if err != nil || len(rs) != 1 || rs[0].State != rollout.StateCompleted {
+	if err != nil || len(rs) != 1 || rs[0].Phase != rollout.PhaseCompleted {
 		f.t.Fatalf("rollouts: %v %+v", err, rs)
 	}
 	results, _ := db.HostResults(context.Background(), rs[0].ID)

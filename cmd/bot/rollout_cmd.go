@@ -149,7 +149,7 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 	}
 	fmt.Fprintln(m.Stdout)
 	console.WriteStatus(m.Stdout, final, results, 20)
-	if final.State != rollout.StateCompleted {
+	if final.Phase != rollout.PhaseCompleted {
 		return errNotCompleted
 	}
 	return nil
@@ -260,14 +260,33 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	r, err := a.engine.Halt(ctx, rollout.HaltRequest{Actor: actor(), Source: rollout.SourceCLI, Reason: *reason})
+	switch {
+	case errors.Is(err, rollout.ErrHalting) && r != nil && r.Halt != nil:
+		fmt.Fprintf(m.Stdout, "rollout #%d is already halting (%s)\n", r.ID, r.Halt)
+	case err != nil:
+		return err
+	default:
+		fmt.Fprintf(m.Stdout, "halt requested for rollout #%d: no new host starts; hosts in flight finish, then it is halted\n", r.ID)
+	}
+	// A live driver settles it; a dead one cannot, so settle it here: the
+	// hosts it left in flight are re-checked first, and nothing stays updating.
+	err = m.awaitLease(ctx, a, r)
+	if errors.Is(err, errDriven) {
+		fmt.Fprintf(m.Stdout, "%v; it halts the rollout\n", err)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "rollout #%d has no driver: re-checking the hosts it left in flight, then halting it\n", r.ID)
+	final, err := a.engine.Run(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("settle rollout #%d: %w", r.ID, err)
+	}
+	results, err := a.db.HostResults(ctx, r.ID)
 	if err != nil {
 		return err
 	}
-	if r.State == rollout.StateHalted {
-		fmt.Fprintf(m.Stdout, "rollout #%d halted (nothing was driving it)\n", r.ID)
-	} else {
-		fmt.Fprintf(m.Stdout, "halt requested for rollout #%d: no new host starts; hosts in flight finish, then it is halted\n", r.ID)
-	}
+	console.WriteStatus(m.Stdout, final, results, 20)
 	return nil
 }
 
@@ -298,7 +317,9 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 		return err
 	default:
 		// Running, maybe without a driver (a crash): wait out its lease.
-		if err := m.awaitLease(ctx, a, r); err != nil {
+		if err := m.awaitLease(ctx, a, r); errors.Is(err, errDriven) {
+			return fmt.Errorf("%w; halt it or let it run", err)
+		} else if err != nil {
 			return err
 		}
 		a.engine.Audit(ctx, rollout.AuditEntry{Actor: actor(), Source: rollout.SourceCLI, Action: "resume", RolloutID: r.ID,
@@ -307,13 +328,17 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 	return m.follow(ctx, a, progress, status, r.ID)
 }
 
+// errDriven means another live process drives the rollout.
+var errDriven = errors.New("driven by another process")
+
 // awaitLease waits until rollout r can be claimed here: at once when nobody
 // holds it, after its lease runs out when its driver died. A lease renewed
-// while we wait means its driver is alive, and then this gives up.
+// while we wait means its driver is alive, and then this fails with
+// errDriven. Lease times are the store's clock.
 func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error {
 	seen, told := r.LeaseUntil, false
 	for {
-		_, err := a.db.ClaimRollout(ctx, r.ID, a.engine.Owner(), time.Now(), a.cfg.Rollout.LeaseTTL)
+		_, err := a.db.ClaimRollout(ctx, r.ID, a.engine.Owner(), a.cfg.Rollout.LeaseTTL)
 		if !errors.Is(err, rollout.ErrLeaseLost) {
 			return err
 		}
@@ -322,18 +347,23 @@ func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error
 			return err
 		}
 		if told && cur.LeaseUntil.After(seen) {
-			return fmt.Errorf("rollout #%d is being driven by %s (it renews its lease); halt it or let it run", r.ID, cur.Owner)
+			return fmt.Errorf("rollout #%d is %w %s (it renews its lease)", r.ID, errDriven, cur.Owner)
 		}
+		now, err := a.db.Now(ctx)
+		if err != nil {
+			return err
+		}
+		wait := cur.LeaseUntil.Sub(now)
 		if !told {
-			fmt.Fprintf(m.Stdout, "rollout #%d is leased by %s until %s; waiting in case its driver died\n",
-				r.ID, cur.Owner, cur.LeaseUntil.Local().Format(time.TimeOnly))
+			fmt.Fprintf(m.Stdout, "rollout #%d is leased by %s for %s more; waiting in case its driver died\n",
+				r.ID, cur.Owner, wait.Round(100*time.Millisecond))
 			told = true
 		}
 		seen = cur.LeaseUntil
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Until(cur.LeaseUntil) + 50*time.Millisecond):
+		case <-time.After(min(max(wait, 0), a.cfg.Rollout.LeaseTTL) + 50*time.Millisecond):
 		}
 	}
 }

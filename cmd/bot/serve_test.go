@@ -122,7 +122,7 @@ func TestServeHealthAndMetrics(t *testing.T) {
 		t.Fatalf("healthz %d %s", code, body)
 	}
 	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
-	waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	f.assertEachHostOnce()
 
 	_, body = get(t, "http://"+addr+"/metrics")
@@ -182,7 +182,7 @@ func TestServeSIGTERMAndRestart(t *testing.T) {
 	}
 
 	f.child("serve")
-	waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	f.assertEachHostOnce()
 	// The restarted bot kept editing the same status message.
 	msgs := fake.Messages("C0OPS")
@@ -230,7 +230,7 @@ func TestServeHighAvailability(t *testing.T) {
 	logs := func() string { return "A:\n" + a.out.String() + "\nB:\n" + b.out.String() }
 
 	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
-	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.MessageTS != "" })
+	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase.Active() && r.MessageTS != "" })
 	f.waitUpdates(2)
 	if d := driver(r); d != a {
 		t.Fatalf("rollout driven by %q, want A (pid %d), which took the start:\n%s", r.Owner, a.cmd.Process.Pid, logs())
@@ -241,20 +241,20 @@ func TestServeHighAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	clicked := time.Now()
-	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateHalted })
+	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	t.Logf("halted %s after the click on the other process", time.Since(clicked).Round(time.Millisecond))
 	if !strings.Contains(b.out.String(), "halt requested") || strings.Contains(a.out.String(), "halt requested") {
 		t.Fatalf("the Halt click (envelope %s) was not taken by B, the process not driving:\n%s", id, logs())
 	}
-	if r.HaltedBy != admin {
-		t.Errorf("halted by %q", r.HaltedBy)
+	if r.Halt == nil || r.Halt.By != admin {
+		t.Errorf("halted by %v", r.Halt)
 	}
 	if n := f.fleet.Totals().Updates; n >= 30 {
 		t.Fatalf("all %d hosts updated before the halt took effect", n)
 	}
 
 	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "resume"})
-	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.Owner != "" })
+	r = waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase.Active() && r.Owner != "" })
 	resumed := f.fleet.Totals().Updates
 	f.waitUpdates(resumed + 2)
 	d := driver(r)
@@ -268,7 +268,7 @@ func TestServeHighAvailability(t *testing.T) {
 	if n := f.fleet.Totals().Updates; n >= 30 {
 		t.Fatalf("all %d hosts updated before the kill", n)
 	}
-	waitState(t, f, func(r *rollout.Rollout) bool { return r.State == rollout.StateCompleted })
+	waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	f.assertEachHostOnce()
 
 	var status []slackfake.Message
@@ -302,7 +302,7 @@ func TestCLIRolloutInSlack(t *testing.T) {
 	f.child("serve")
 	waitConnections(t, fake, 1)
 	cli := f.child("rollout", "start", "v2")
-	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.State.Active() && r.MessageTS != "" })
+	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase.Active() && r.MessageTS != "" })
 	if r.Source != rollout.SourceCLI {
 		t.Fatalf("rollout from %s, want the CLI", r.Source)
 	}

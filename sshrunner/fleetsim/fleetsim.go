@@ -59,8 +59,11 @@ type Options struct {
 	Latency        time.Duration    // added to every command; 0 answers at once
 	Jitter         time.Duration    // random extra up to Jitter per command
 	SlowDelay      time.Duration    // for Slow (default 2s)
-	Seed           int64            // for jitter; deterministic per host
-	Logger         *slog.Logger     // may be nil (discard)
+	// UpdateDelay is added to every update command, so an update can
+	// outlast a driver's lease.
+	UpdateDelay time.Duration
+	Seed        int64        // for jitter; deterministic per host
+	Logger      *slog.Logger // may be nil (discard)
 }
 
 // HostInfo says where a simulated host listens.
@@ -72,10 +75,14 @@ type HostInfo struct {
 }
 
 // Stats counts what a host served. Connections counts accepted TCP connections
-// (also those that fail the handshake), Sessions accepted session channels, and
-// the rest the exec commands received per verb.
+// (also those that fail the handshake), Sessions accepted session channels,
+// and Versions to Rollbacks the commands run per verb. Fenced counts
+// commands the host refused because a newer driver had commanded it, and
+// MaxRunning is the most recipe commands that ever ran on it at once: the
+// host's own proof that commands never overlapped.
 type Stats struct {
 	Connections, Sessions, Versions, Updates, HealthChecks, Rollbacks int64
+	Fenced, MaxRunning                                                int64
 }
 
 // Fleet is a running set of simulated hosts.
@@ -280,6 +287,8 @@ func (f *Fleet) Totals() Stats {
 		t.Updates += s.Updates
 		t.HealthChecks += s.HealthChecks
 		t.Rollbacks += s.Rollbacks
+		t.Fenced += s.Fenced
+		t.MaxRunning = max(t.MaxRunning, s.MaxRunning)
 	}
 	return t
 }

@@ -301,7 +301,7 @@ func TestStatsAndSetBehavior(t *testing.T) {
 	for _, cmd := range []string{"version", "update v8", "health", "health", "rollback v7", "nope"} {
 		run(t, c, cmd)
 	}
-	want := Stats{Connections: 1, Sessions: 6, Versions: 1, Updates: 1, HealthChecks: 2, Rollbacks: 1}
+	want := Stats{Connections: 1, Sessions: 6, Versions: 1, Updates: 1, HealthChecks: 2, Rollbacks: 1, MaxRunning: 1}
 	if got := f.Stats(3); got != want {
 		t.Errorf("Stats(3) = %+v, want %+v", got, want)
 	}

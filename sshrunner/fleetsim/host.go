@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/sshrunner"
 )
 
 // host is one simulated machine: a listener, its keys and its mutable state.
@@ -33,11 +36,20 @@ type host struct {
 	ln       net.Listener      // nil while unreachable
 	conns    map[net.Conn]struct{}
 	closed   bool
+	running  int64 // recipe commands running now
+
+	// The host's side of sshrunner's fence wrapper: its lock, the newest
+	// fence it ran a command under, and its record of the last update or
+	// rollback.
+	lock  chan struct{}
+	fence rollout.Fence
+	last  rollout.LastCommand
 }
 
 // counters are a host's Stats, updated without locks on the hot path.
 type counters struct {
 	connections, sessions, versions, updates, healthChecks, rollbacks atomic.Int64
+	fenced, maxRunning                                                atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -48,6 +60,8 @@ func (c *counters) snapshot() Stats {
 		Updates:      c.updates.Load(),
 		HealthChecks: c.healthChecks.Load(),
 		Rollbacks:    c.rollbacks.Load(),
+		Fenced:       c.fenced.Load(),
+		MaxRunning:   c.maxRunning.Load(),
 	}
 }
 
@@ -58,7 +72,7 @@ func (f *Fleet) newHost(i, width int, lastPort *int) (*host, error) {
 	if b == "" {
 		b = OK
 	}
-	h := &host{f: f, version: f.opts.InitialVersion, behavior: b, conns: map[net.Conn]struct{}{}}
+	h := &host{f: f, version: f.opts.InitialVersion, behavior: b, conns: map[net.Conn]struct{}{}, lock: make(chan struct{}, 1)}
 	var err error
 	if h.conf, h.known, err = f.newServerConfig(); err != nil {
 		return nil, err
@@ -246,6 +260,8 @@ func (h *host) session(cc *corkConn, nch ssh.NewChannel) {
 		return
 	}
 	defer ch.Close()
+	closed := make(chan struct{}) // the client closed the session
+	defer close(closed)
 	h.stats.sessions.Add(1)
 	ran := false
 	for r := range reqs {
@@ -260,7 +276,7 @@ func (h *host) session(cc *corkConn, nch ssh.NewChannel) {
 			}
 			ran = true
 			r.Reply(true, nil)
-			h.exec(ch, cc, cmd)
+			h.exec(ch, cc, cmd, closed)
 		default:
 			r.Reply(false, nil)
 		}
@@ -269,9 +285,70 @@ func (h *host) session(cc *corkConn, nch ssh.NewChannel) {
 
 // exec runs one command and answers like OpenSSH does: output, EOF,
 // exit-status, close. A hanging command returns without answering; the
-// session loop then waits for the client to close the channel.
-func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string) {
+// session loop then waits for the client to close the channel, which ends
+// the command (as a signal from a non-root login would). A command inside
+// sshrunner's fence wrapper runs as the wrapper runs it on a real host:
+// under the host's lock for its whole run, refused when its fence is older
+// than the host's, its update or rollback recorded, and a version read
+// printing that record first.
+func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan struct{}) {
+	fc, fenced := sshrunner.ParseFenced(cmd)
+	if fenced {
+		cmd = fc.Command
+	}
 	verb, arg := parseCommand(cmd)
+	h.mu.Lock()
+	b := h.behavior
+	d := h.f.opts.Latency
+	if h.rng != nil {
+		d += time.Duration(h.rng.Int64N(int64(h.f.opts.Jitter) + 1))
+	}
+	h.mu.Unlock()
+	if b == Slow {
+		d += h.f.opts.SlowDelay
+	}
+	if verb == "update" {
+		d += h.f.opts.UpdateDelay
+	}
+	var last string
+	if fenced {
+		held := false
+		select {
+		case h.lock <- struct{}{}:
+			held = true
+		case <-time.After(time.Duration(fc.LockWait) * time.Second):
+		case <-h.f.done:
+			return
+		}
+		if !held {
+			h.answer(ch, cc, result{stderr: fmt.Sprintf("rolloutbot: ~/%s/lock is still held after %ds by an earlier command (last recorded: %s)\n",
+				fc.Dir, fc.LockWait, h.lastRecord()), status: 121})
+			return
+		}
+		unlock := func() { <-h.lock }
+		if verb == "update" && b == Hang {
+			go func() { <-closed; unlock() }()
+		} else {
+			defer unlock()
+		}
+		h.mu.Lock()
+		newer := h.fence.Rollout > fc.Fence.Rollout || (h.fence.Rollout == fc.Fence.Rollout && h.fence.Epoch > fc.Fence.Epoch)
+		if !newer {
+			h.fence = fc.Fence
+			last = sshrunner.FormatLast(h.last)
+			if verb == "update" || verb == "rollback" {
+				h.last = rollout.LastCommand{Fence: fc.Fence, Step: rollout.Step(verb)}
+			}
+		}
+		fence := h.fence
+		h.mu.Unlock()
+		if newer {
+			h.stats.fenced.Add(1)
+			h.answer(ch, cc, result{stderr: fmt.Sprintf("rolloutbot: fenced: this host was since commanded by rollout %d epoch %d, not %d epoch %d\n",
+				fence.Rollout, fence.Epoch, fc.Fence.Rollout, fc.Fence.Epoch), status: 120})
+			return
+		}
+	}
 	switch verb {
 	case "version":
 		h.stats.versions.Add(1)
@@ -283,15 +360,16 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string) {
 		h.stats.rollbacks.Add(1)
 	}
 	h.mu.Lock()
-	b := h.behavior
-	d := h.f.opts.Latency
-	if h.rng != nil {
-		d += time.Duration(h.rng.Int64N(int64(h.f.opts.Jitter) + 1))
+	h.running++
+	if h.running > h.stats.maxRunning.Load() {
+		h.stats.maxRunning.Store(h.running)
 	}
 	h.mu.Unlock()
-	if b == Slow {
-		d += h.f.opts.SlowDelay
-	}
+	defer func() {
+		h.mu.Lock()
+		h.running--
+		h.mu.Unlock()
+	}()
 	if verb == "update" && b == Hang {
 		return
 	}
@@ -299,10 +377,33 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string) {
 		return
 	}
 	r := h.run(b, verb, arg, cmd)
+	if fenced && (verb == "update" || verb == "rollback") {
+		h.mu.Lock()
+		h.last.Finished, h.last.Exit = true, int(r.status)
+		h.mu.Unlock()
+	}
+	if fenced && verb == "version" {
+		r.stdout = "rolloutbot-last: " + last + "\n" + r.stdout
+	}
 	if r.drop {
 		cc.Close()
 		return
 	}
+	h.answer(ch, cc, r)
+}
+
+// lastRecord is the host's record of its last update or rollback, as the wrapper prints it.
+func (h *host) lastRecord() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := sshrunner.FormatLast(h.last); l != "" {
+		return l
+	}
+	return "none"
+}
+
+// answer sends a command's output, EOF, exit status and close in one write.
+func (h *host) answer(ch ssh.Channel, cc *corkConn, r result) {
 	cc.cork()
 	defer cc.uncork()
 	if r.stdout != "" {

@@ -1,0 +1,44 @@
+-- 0003: a rollout's state is one phase (running, paused, halted, completed,
+-- failed) with its stage, the stage's segment and one halt (by, reason, at),
+-- instead of a state text that mixed stage and outcome and halt fields kept
+-- in step by hand. epoch fences the hosts' commands: it grows each time a
+-- process takes the rollout over. Rollouts active during the upgrade keep
+-- their stage; their segment restarts at the stage's beginning.
+
+ALTER TABLE rollouts
+	ADD COLUMN phase            TEXT,
+	ADD COLUMN segment_done     INTEGER NOT NULL DEFAULT 0,
+	ADD COLUMN segment_failures INTEGER NOT NULL DEFAULT 0,
+	ADD COLUMN wait_until       TIMESTAMPTZ,
+	ADD COLUMN halt_by          TEXT NOT NULL DEFAULT '',
+	ADD COLUMN halt_at          TIMESTAMPTZ,
+	ADD COLUMN error            TEXT NOT NULL DEFAULT '',
+	ADD COLUMN epoch            BIGINT NOT NULL DEFAULT 0;
+
+UPDATE rollouts SET
+	phase = CASE WHEN state LIKE 'stage\_%' THEN 'running' ELSE state END,
+	halt_by = CASE WHEN state = 'halted' THEN halted_by ELSE halt_requested_by END,
+	halt_reason = CASE
+		WHEN state <> 'halted' THEN halt_reason
+		WHEN halted_by = 'rolloutbot' THEN reason
+		WHEN substr(reason, 1, length('halted by ' || halted_by || ': ')) = 'halted by ' || halted_by || ': '
+			THEN substr(reason, length('halted by ' || halted_by || ': ') + 1)
+		WHEN reason = 'halted by ' || halted_by THEN ''
+		ELSE reason END,
+	halt_at = CASE WHEN state = 'halted' THEN COALESCE(finished_at, updated_at)
+		WHEN halt_requested_by <> '' THEN updated_at END,
+	error = CASE WHEN state = 'failed' THEN reason ELSE '' END;
+
+ALTER TABLE rollouts ALTER COLUMN phase SET NOT NULL;
+ALTER TABLE rollouts DROP COLUMN active; -- and its unique index, made again below
+ALTER TABLE rollouts
+	DROP COLUMN state,
+	DROP COLUMN segment_start,
+	DROP COLUMN reason,
+	DROP COLUMN halted_by,
+	DROP COLUMN halt_requested_by;
+
+-- active is derived from phase: every phase that is not an end is active, so
+-- waiting phases added later need no migration here.
+ALTER TABLE rollouts ADD COLUMN active BOOLEAN GENERATED ALWAYS AS (phase NOT IN ('halted', 'completed', 'failed')) STORED;
+CREATE UNIQUE INDEX rollouts_one_active ON rollouts (active) WHERE active;
