@@ -331,7 +331,7 @@ func (c *conn) Close() error {
 // timeout; then it has the command timeout of its own.
 func (c *conn) Version(ctx context.Context) (rollout.HostState, error) {
 	stdout := &headBuffer{max: 4096}
-	out, err := c.run(ctx, rollout.StepVersion, c.r.cfg.Recipe.Version, stdout, 2*c.r.cfg.CommandTimeout)
+	out, err := c.run(ctx, rollout.StepVersion, c.r.cfg.Recipe.Version, stdout, c.lockWait()+c.r.cfg.CommandTimeout)
 	if err != nil {
 		return rollout.HostState{}, withOutput(err, out)
 	}
@@ -347,6 +347,12 @@ func (c *conn) Version(ctx context.Context) (rollout.HostState, error) {
 	}
 	v, _, _ := strings.Cut(strings.TrimSpace(rest), "\n")
 	return rollout.HostState{Version: strings.TrimSpace(v), Last: last}, nil
+}
+
+// lockWait is how long a command waits on the host for the command before
+// it to end: the command timeout, in whole seconds as flock(1) takes it.
+func (c *conn) lockWait() time.Duration {
+	return max(time.Second, c.r.cfg.CommandTimeout.Round(time.Second))
 }
 
 // withOutput adds the first line of a failed version read's output to err,
@@ -439,7 +445,7 @@ func (c *conn) run(ctx context.Context, step rollout.Step, cmd string, stdout io
 		_ = sess.Signal(ssh.SIGKILL)
 		sess.Close()
 	})
-	wait := max(1, int((c.r.cfg.CommandTimeout+time.Second-1)/time.Second))
+	wait := int(c.lockWait() / time.Second)
 	err = sess.Run(Fenced{Dir: c.r.cfg.HostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}.String())
 	if !stop() {
 		return tail.String(), stopped()
