@@ -73,6 +73,9 @@ type SSH struct {
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
 	CommandTimeout  time.Duration `yaml:"command_timeout"`
 	KeepAlive       time.Duration `yaml:"keepalive"`
+	// HostDir is where each host keeps rolloutbot's lock and fence files,
+	// relative to the SSH user's home unless absolute.
+	HostDir string `yaml:"host_dir"`
 }
 
 // Recipe is the update procedure run on every host.
@@ -240,7 +243,7 @@ func (c *Config) Runner() sshrunner.Config {
 	return sshrunner.Config{
 		User: c.SSH.User, KeyFile: c.SSH.KeyFile, KeyPassphrase: c.SSH.KeyPassphrase, UseAgent: c.SSH.Agent,
 		KnownHostsFile: c.SSH.KnownHosts, TrustOnFirstUse: c.SSH.TrustOnFirstUse,
-		ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout, KeepAlive: c.SSH.KeepAlive,
+		ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout, KeepAlive: c.SSH.KeepAlive, HostDir: c.SSH.HostDir,
 		Recipe: sshrunner.Recipe(c.Recipe),
 	}
 }

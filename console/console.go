@@ -81,6 +81,12 @@ func (p *Progress) Notify(ev rollout.Event) {
 		} else {
 			p.line("■ halt requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), pr.Counts.Updating)
 		}
+	case rollout.EventStopping:
+		if n := pr.Counts.Updating; n > 0 {
+			p.line("■ stopping: waiting up to %s for %d %s in flight — Ctrl-C again to stop now", ev.Pause, n, plural(n, "host", "hosts"))
+		} else {
+			p.line("■ stopping: no host is in flight")
+		}
 	case rollout.EventEnded:
 		p.bar(pr, ev.At, true)
 		p.line("■ rollout #%d %s — %s in %s", r.ID, rollout.Outcome(&r, pr.Counts), pr.Counts, p.elapsed(ev.At))
@@ -162,6 +168,13 @@ func tailHint(out string) string {
 	}
 	lines := strings.Split(out, "\n")
 	return " | " + Clip(lines[len(lines)-1], 80)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func prefixed(prefix, s string) string {

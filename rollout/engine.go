@@ -44,6 +44,9 @@ type Engine struct {
 	clock Clock
 	kick  chan struct{}
 
+	hurryOnce sync.Once
+	hurry     chan struct{} // closed by StopNow
+
 	mu   sync.Mutex
 	runs map[int64]*run
 
@@ -74,7 +77,8 @@ func New(cfg Config) *Engine {
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
 	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
-	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), runs: map[int64]*run{}}
+	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), hurry: make(chan struct{}),
+		runs: map[int64]*run{}}
 }
 
 // Owner is this engine's name in rollout leases.
@@ -316,7 +320,6 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	// after it), go straight on to the next: resuming is the operator
 	// saying "go on now".
 	stages := r.StageList()
-	r.Segment = Segment{}
 	for k := r.Stage; k < len(stages); k++ {
 		st := stages[k]
 		var seg Segment
@@ -328,8 +331,9 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 				seg.Failures++
 			}
 		}
+		// The last stage stays even when it is done: the drive then completes.
+		r.Stage, r.Segment = k, seg
 		if seg.Done < st.Size() {
-			r.Stage, r.Segment = k, seg
 			break
 		}
 	}
@@ -341,6 +345,16 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 	}
 	return r, nil
 }
+
+// StopNow ends the shutdown grace at once: the hosts still in flight are cut
+// off (their commands may run on, on the hosts) and left updating, for the
+// next driver to re-check. An operator's second Ctrl-C calls it.
+func (e *Engine) StopNow() {
+	e.hurryOnce.Do(func() { close(e.hurry) })
+}
+
+// Grace is how long in-flight hosts may take to finish on shutdown.
+func (e *Engine) Grace() time.Duration { return e.cfg.Grace }
 
 // Kick makes Serve look for work now rather than at its next poll.
 func (e *Engine) Kick() {

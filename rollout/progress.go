@@ -106,6 +106,7 @@ const (
 	EventHostDone     EventKind = "host_done" // after the result is persisted
 	EventStageDone    EventKind = "stage_done"
 	EventPaused       EventKind = "paused"
+	EventStopping     EventKind = "stopping" // shutdown: no new host starts; Pause is the grace for the hosts in flight
 	EventEnded        EventKind = "ended" // completed, halted or failed; after it is persisted
 )
 
@@ -116,7 +117,7 @@ type Event struct {
 	Progress Progress
 	Host     *HostResult   // for host events
 	Stage    Stage         // the stage concerned
-	Pause    time.Duration // for EventPaused
+	Pause    time.Duration // for EventPaused; the grace, for EventStopping
 }
 
 // Progress is a rollout's state at one moment, enough to render it.

@@ -69,8 +69,19 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 	hostCtx, cancelHosts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHosts()
 	stopGrace := context.AfterFunc(ctx, func() {
+		ru.notify(EventStopping, nil, ru.stages[ru.r.Stage], ru.e.cfg.Grace)
+		ru.mu.Lock()
+		inFlight := ru.counts.Updating
+		ru.mu.Unlock()
+		if inFlight > 0 {
+			ru.e.log.Info("shutting down: waiting for the hosts in flight", "rollout_id", ru.r.ID, "hosts", inFlight, "grace", ru.e.cfg.Grace)
+		}
+		t := time.NewTimer(ru.e.cfg.Grace)
+		defer t.Stop()
 		select {
-		case <-time.After(ru.e.cfg.Grace):
+		case <-t.C:
+			cancelHosts()
+		case <-ru.e.hurry:
 			cancelHosts()
 		case <-hostCtx.Done():
 		}

@@ -17,9 +17,20 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, TTY: console.IsTerminal(os.Stdout)}
+	// The first Ctrl-C (or SIGTERM) stops starting hosts and lets those in
+	// flight finish within the grace; a second cuts the grace short.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	hurry := make(chan struct{})
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		close(hurry)
+	}()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, TTY: console.IsTerminal(os.Stdout), Hurry: hurry}
 	err := m.Run(ctx, os.Args[1:])
 	switch {
 	case err == nil:
@@ -40,6 +51,19 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	TTY            bool // Stdout is a terminal: draw progress in place
+	// Hurry is closed when the operator asks a second time to stop: the
+	// hosts in flight are then cut off instead of waited for. nil: never.
+	Hurry <-chan struct{}
+}
+
+// hurryEngine cuts the engine's shutdown grace short when the operator asks
+// again, until done is closed.
+func (m *Main) hurryEngine(e interface{ StopNow() }, done <-chan struct{}) {
+	select {
+	case <-m.Hurry:
+		e.StopNow()
+	case <-done:
+	}
 }
 
 var (

@@ -133,17 +133,18 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 		go func() { status.Run(sctx); close(done) }()
 		defer func() { stop(); <-done }()
 	}
+	ran := make(chan struct{})
+	go m.hurryEngine(a.engine, ran)
 	final, err := a.engine.Run(ctx, id)
+	close(ran)
 	progress.Finish()
-	if ctx.Err() != nil {
-		fmt.Fprintf(m.Stdout, "stopped following rollout #%d after the hosts in flight finished; it is still active: "+
-			"`rolloutbot rollout resume` continues it, `rolloutbot rollout halt` stops it\n", id)
-		return errNotCompleted
+	if ctx.Err() != nil && (err != nil || final.Phase.Active()) {
+		return m.stoppedFollowing(a, id)
 	}
 	if err != nil {
 		return err
 	}
-	results, err := a.db.HostResults(ctx, id)
+	results, err := a.db.HostResults(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return err
 	}
@@ -153,6 +154,37 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 		return errNotCompleted
 	}
 	return nil
+}
+
+// stoppedFollowing says, on an interrupt, what the rollout is left as: still
+// active and resumable, and which hosts were cut off mid-update, to be
+// re-checked when it goes on.
+func (m *Main) stoppedFollowing(a *app, id int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	results, err := a.db.HostResults(ctx, id)
+	if err != nil {
+		return fmt.Errorf("stopped following rollout #%d; its hosts could not be read: %w", id, err)
+	}
+	var cut []string
+	for _, hr := range results {
+		if hr.Status == rollout.StatusUpdating {
+			cut = append(cut, hr.Host.ID)
+		}
+	}
+	next := "`rolloutbot rollout resume` continues it, `rolloutbot rollout halt` stops it"
+	if len(cut) == 0 {
+		fmt.Fprintf(m.Stdout, "stopped following rollout #%d after the hosts in flight finished; it is still active: %s\n", id, next)
+		return errNotCompleted
+	}
+	shown := cut[:min(len(cut), 10)]
+	more := ""
+	if len(cut) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(cut)-len(shown))
+	}
+	fmt.Fprintf(m.Stdout, "stopped following rollout #%d: it is still active and resumable; %d cut off mid-update (%s%s), "+
+		"to be re-checked before anything else when it goes on: %s\n", id, len(cut), strings.Join(shown, ", "), more, next)
+	return errNotCompleted
 }
 
 func (m *Main) rolloutPlan(ctx context.Context, args []string) error {

@@ -73,7 +73,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	// cancellation so hosts in flight finish within the grace period.
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Go(func() { errc <- a.engine.Serve(ctx) })
+	served := make(chan struct{})
+	wg.Go(func() { defer close(served); errc <- a.engine.Serve(ctx) })
+	wg.Go(func() { m.hurryEngine(a.engine, served) })
 	wg.Go(func() { status.Run(ctx) })
 	wg.Go(func() { errc <- b.Run(ctx) })
 	wg.Go(func() { errc <- sched.Run(ctx) })
