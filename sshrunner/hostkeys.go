@@ -23,6 +23,7 @@ import (
 // instead, and everything else (hashed names, wildcards) goes to knownhosts.
 type knownHosts struct {
 	path     string
+	entries  int // lines with a key, for the log
 	index    map[string][]ssh.PublicKey
 	complex  bool // hashed or wildcard entries exist: an index miss asks knownhosts
 	full     ssh.HostKeyCallback
@@ -31,14 +32,16 @@ type knownHosts struct {
 	probeKey ssh.PublicKey   // a key no file lists, for probe
 }
 
-func loadKnownHosts(path string) (*knownHosts, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+// loadKnownHosts indexes data, the content of the file at path.
+func loadKnownHosts(path string, data []byte) (*knownHosts, error) {
+	// knownhosts reads the file itself: it must read what data holds, or the
+	// index and the callback would disagree on, say, a key revoked between.
 	full, err := knownhosts.New(path)
 	if err != nil {
 		return nil, err
+	}
+	if again, err := os.ReadFile(path); err != nil || !bytes.Equal(again, data) {
+		return nil, errors.New("changed while being read")
 	}
 	k := &knownHosts{path: path, index: map[string][]ssh.PublicKey{}, cas: map[string]bool{}, full: full}
 	for rest := data; len(bytes.TrimSpace(rest)) > 0; {
@@ -52,6 +55,7 @@ func loadKnownHosts(path string) (*knownHosts, error) {
 			}
 			return nil, err
 		}
+		k.entries++
 		if marker != "" { // "revoked" or "cert-authority", without the @
 			k.disabled = true
 			if marker == "cert-authority" {
@@ -86,6 +90,8 @@ type hostCheck struct {
 	r      *Runner
 	ctx    context.Context
 	addr   string
+	known  *knownHosts     // known_hosts as it was when the connection began; nil without one
+	noKeys error           // why known_hosts cannot vouch for any host now
 	listed []ssh.PublicKey // the keys known_hosts's plain entries list for addr
 	pinned string          // the key pinned on first use, if any
 	pinErr error
@@ -95,7 +101,13 @@ type hostCheck struct {
 func (r *Runner) hostKeys(ctx context.Context, addr string) *hostCheck {
 	h := &hostCheck{r: r, ctx: ctx, addr: addr}
 	if r.known != nil {
-		h.listed = r.known.keysFor(addr)
+		// One version for the whole handshake, whatever a reload does meanwhile.
+		k, err := r.known.get(ctx)
+		if err != nil {
+			h.noKeys = err
+			return h
+		}
+		h.known, h.listed = k, k.keysFor(addr)
 	}
 	if r.cfg.TrustOnFirstUse && len(h.listed) == 0 {
 		h.pinned, h.pinErr = r.pins.PinnedHostKey(ctx, addr)
@@ -119,8 +131,8 @@ func hostName(addr string) string { return strings.ToLower(addr) }
 // with several host keys does not present one we do not know.
 func (h *hostCheck) algorithms() []string {
 	keys, certs := h.listed, false
-	if len(keys) == 0 && h.r.known != nil {
-		keys, certs = h.r.known.probe(h.addr)
+	if len(keys) == 0 && h.known != nil {
+		keys, certs = h.known.probe(h.addr)
 	}
 	if len(keys) == 0 && h.pinned != "" {
 		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.pinned)); err == nil {
@@ -194,14 +206,17 @@ func (h *hostCheck) check(hostname string, remote net.Addr, key ssh.PublicKey) e
 
 // changed is the refusal of a host whose key is not the one known_hosts lists.
 func (h *hostCheck) changed(listed, presented ssh.PublicKey) error {
-	path := h.r.known.path
+	path := h.known.path
 	return fmt.Errorf("host key of %s changed: %s lists %s, the host presented %s %s; if the change is expected, update %s",
 		h.addr, path, ssh.FingerprintSHA256(listed), presented.Type(), ssh.FingerprintSHA256(presented), path)
 }
 
 func (h *hostCheck) verify(hostname string, remote net.Addr, key ssh.PublicKey) error {
 	fp := ssh.FingerprintSHA256(key)
-	if k := h.r.known; k != nil {
+	if h.noKeys != nil {
+		return fmt.Errorf("host key of %s not checked: %w", h.addr, h.noKeys)
+	}
+	if k := h.known; k != nil {
 		presented := key.Marshal()
 		for _, w := range h.listed {
 			if bytes.Equal(w.Marshal(), presented) {

@@ -98,18 +98,19 @@ type KeyStore interface {
 
 // Runner connects to hosts. It is safe for concurrent use.
 type Runner struct {
-	cfg     Config
-	log     *slog.Logger
-	signers []ssh.Signer // from the key file
-	agent   string       // the agent's socket, asked afresh for each connection
-	known   *knownHosts
-	pins    KeyStore
+	cfg   Config
+	log   *slog.Logger
+	key   *watchedFile[ssh.Signer]  // the key file, re-read when it changes; nil without one
+	agent string                    // the agent's socket, asked afresh for each connection
+	known *watchedFile[*knownHosts] // re-read when it changes; nil without a file
+	pins  KeyStore
 }
 
 var _ rollout.Updater = (*Runner)(nil)
 
 // New checks the configuration and loads the key, the agent and known_hosts.
-// Errors name the setting that is wrong.
+// Errors name the setting that is wrong. The key file and known_hosts are
+// read again whenever they change, without a restart.
 func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -127,11 +128,16 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, log: log, pins: pins}
 	if cfg.KeyFile != "" {
-		s, err := loadKey(cfg.KeyFile, cfg.KeyPassphrase)
+		// A key file that goes bad or away keeps the last good key: it is
+		// the bot's credential, not a trust decision, and the hosts'
+		// authorized_keys are where a key is revoked.
+		parse := func(pem []byte) (ssh.Signer, error) { return loadKey(cfg.KeyFile, pem, cfg.KeyPassphrase) }
+		describe := func(s ssh.Signer) []any { return []any{"key", ssh.FingerprintSHA256(s.PublicKey())} }
+		k, err := watchFile("key file", cfg.KeyFile, parse, describe, false, log)
 		if err != nil {
 			return nil, fmt.Errorf("ssh.key_file: %w", err)
 		}
-		r.signers = append(r.signers, s)
+		r.key = k
 	}
 	if cfg.UseAgent {
 		r.agent = os.Getenv("SSH_AUTH_SOCK")
@@ -145,11 +151,16 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 		}
 		nc.Close()
 	}
-	if len(r.signers) == 0 && r.agent == "" {
+	if r.key == nil && r.agent == "" {
 		return nil, errors.New("ssh.key_file: no key file and no agent: give one of them")
 	}
 	if cfg.KnownHostsFile != "" {
-		k, err := loadKnownHosts(cfg.KnownHostsFile)
+		// A known_hosts file that goes away refuses every host (see
+		// watchedFile.reload): the keys it listed may be the ones the
+		// operator meant to stop trusting.
+		parse := func(data []byte) (*knownHosts, error) { return loadKnownHosts(cfg.KnownHostsFile, data) }
+		describe := func(k *knownHosts) []any { return []any{"entries", k.entries} }
+		k, err := watchFile("known_hosts", cfg.KnownHostsFile, parse, describe, true, log)
 		if err != nil {
 			return nil, fmt.Errorf("ssh.known_hosts: %w", err)
 		}
@@ -169,7 +180,15 @@ func New(cfg Config, pins KeyStore, log *slog.Logger) (*Runner, error) {
 // a restarted agent serves the next host, and connections do not queue on
 // one agent socket.
 func (r *Runner) auth(ctx context.Context) ([]ssh.AuthMethod, func(), error) {
-	signers, done := r.signers, func() {}
+	var signers []ssh.Signer
+	done := func() {}
+	if r.key != nil {
+		s, err := r.key.get(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ssh.key_file: %w", err)
+		}
+		signers = append(signers, s)
+	}
 	if r.agent != "" {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "unix", r.agent)
@@ -194,11 +213,8 @@ func (r *Runner) auth(ctx context.Context) ([]ssh.AuthMethod, func(), error) {
 	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, done, nil
 }
 
-func loadKey(path, passphrase string) (ssh.Signer, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+// loadKey parses pem, the content of the key file at path.
+func loadKey(path string, pem []byte, passphrase string) (ssh.Signer, error) {
 	s, err := ssh.ParsePrivateKey(pem)
 	var missing *ssh.PassphraseMissingError
 	if errors.As(err, &missing) {
