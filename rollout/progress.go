@@ -107,7 +107,7 @@ const (
 	EventStageDone    EventKind = "stage_done"
 	EventPaused       EventKind = "paused"
 	EventStopping     EventKind = "stopping" // shutdown: no new host starts; Pause is the grace for the hosts in flight
-	EventEnded        EventKind = "ended" // completed, halted or failed; after it is persisted
+	EventEnded        EventKind = "ended"    // completed, halted or failed; after it is persisted
 )
 
 // Event is one step of a rollout's progress, with a snapshot of the whole.

@@ -40,7 +40,7 @@ func runReloadSteps(t *testing.T, r *sshrunner.Runner, h rollout.Host, path stri
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := r.Connect(ctx, h)
+			c, err := r.Connect(ctx, h, testFence)
 			if st.wants == nil {
 				if err != nil {
 					t.Fatalf("Connect: %v", err)
@@ -220,7 +220,7 @@ func TestKnownHostsGone(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			c, err := r.Connect(ctx, s.host(0))
+			c, err := r.Connect(ctx, s.host(0), testFence)
 			if err == nil {
 				c.Close()
 			}
@@ -240,7 +240,7 @@ func TestKnownHostsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range 2 {
-			_, err := r.Connect(ctx, s.host(0))
+			_, err := r.Connect(ctx, s.host(0), testFence)
 			mustContain(t, "Connect without known_hosts", err, "host key of "+s.addr(0)+" not checked", path, "every host is refused until the file is back")
 		}
 		if got := logLines(&logs, "known_hosts is gone or unreadable; refusing every host until it is back"); len(got) != 1 || !strings.Contains(got[0], path) {
@@ -250,7 +250,7 @@ func TestKnownHostsGone(t *testing.T) {
 
 	t.Run("back torn: still refused", func(t *testing.T) {
 		rewritten("127.0.0.1 ssh-ed25519 !!!notbase64")(t, path)
-		_, err := r.Connect(ctx, s.host(0))
+		_, err := r.Connect(ctx, s.host(0), testFence)
 		mustContain(t, "Connect with a torn known_hosts after it was gone", err, path, "every host is refused until it parses")
 	})
 
@@ -283,7 +283,7 @@ func TestKnownHostsReloadConcurrent(t *testing.T) {
 	for i := range conns {
 		wg.Go(func() {
 			<-start
-			c, err := r.Connect(ctx, s.host(i%hosts))
+			c, err := r.Connect(ctx, s.host(i%hosts), testFence)
 			if err != nil {
 				errs <- err
 				return
