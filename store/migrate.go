@@ -49,7 +49,10 @@ func (db *DB) Migrations() ([]Migration, error) {
 // Migrate applies the migrations not applied yet, each in its own
 // transaction with its record, so two processes starting together apply
 // each one once.
-func (db *DB) Migrate(ctx context.Context) error {
+func (db *DB) Migrate(ctx context.Context) error { return db.migrate(ctx, -1) }
+
+// migrate applies the migrations up to version upTo, or all when it is -1.
+func (db *DB) migrate(ctx context.Context, upTo int) error {
 	if _, err := db.b.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)`); err != nil &&
 		!db.b.isUniqueViolation(err) { // PostgreSQL: a concurrent CREATE can trip the catalog's unique index
@@ -60,6 +63,9 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return err
 	}
 	for _, m := range ms {
+		if upTo >= 0 && m.Version > upTo {
+			break
+		}
 		err := db.withTx(ctx, func(t tx) error {
 			if db.b.kind() == "postgres" {
 				if _, err := t.exec(ctx, `SELECT pg_advisory_xact_lock(7248201)`); err != nil {

@@ -75,6 +75,11 @@ type row interface {
 // postgres:// or postgresql:// for PostgreSQL, sqlite:PATH (or a bare path)
 // for the embedded store. Errors name the store without its password.
 func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
+	return open(ctx, dsn, log, -1)
+}
+
+// open is Open with the migrations applied up to version upTo (-1: all).
+func open(ctx context.Context, dsn string, log *slog.Logger, upTo int) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -92,7 +97,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
 	}
 	db := &DB{b: b, log: log}
-	if err := db.Migrate(ctx); err != nil {
+	if err := db.migrate(ctx, upTo); err != nil {
 		b.close()
 		return nil, fmt.Errorf("migrate store %s: %w", Redact(dsn), err)
 	}

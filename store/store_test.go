@@ -444,3 +444,59 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// Rollouts written before a rollout's state became one phase with one halt
+// read back the same after the upgrade: a manual and an automatic halt, a
+// completed rollout, and a running one with a halt asked for.
+func TestUpgradeToOnePhase(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		old, err := store.OpenAt(ctx, dsn, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().UTC().Truncate(time.Millisecond)
+		for _, r := range []struct {
+			state, reason, haltedBy, requestedBy, haltReason string
+			finished                                         any
+		}{
+			{"halted", "halted by U1: bad metrics", "U1", "", "", at},
+			{"halted", "stage 10%: 2 of 3 hosts failed, more than the 30% threshold", "rolloutbot", "", "", at},
+			{"completed", "", "", "", "", at},
+			{"stage_50", "", "", "U2", "wait", nil},
+		} {
+			if err := old.Exec(ctx, `INSERT INTO rollouts (version, state, stages, concurrency, pause_ms, threshold, seed,
+				host_count, stage, segment_start, started_by, source, reason, halted_by, halt_requested_by, halt_reason,
+				created_at, updated_at, finished_at) VALUES ('v2', $1, '10,50,100', 5, 0, 30, 1, 3, 1, 1, 'U1', 'slack',
+				$2, $3, $4, $5, $6, $6, $7)`, r.state, r.reason, r.haltedBy, r.requestedBy, r.haltReason, at, r.finished); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old.Close()
+		db := open(t, dsn)
+		for id, want := range map[int64]struct {
+			phase rollout.Phase
+			halt  string
+		}{
+			1: {rollout.PhaseHalted, "halted by U1: bad metrics"},
+			2: {rollout.PhaseHalted, "halted: stage 10%: 2 of 3 hosts failed, more than the 30% threshold"},
+			3: {rollout.PhaseCompleted, ""},
+			4: {rollout.PhaseRunning, "halted by U2: wait"},
+		} {
+			r, err := db.Rollout(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			halt := ""
+			if r.Halt != nil {
+				halt = r.Halt.String()
+			}
+			if r.Phase != want.phase || halt != want.halt || r.Stage != 1 {
+				t.Errorf("rollout %d: %s, stage %d, %q; want %s, %q", id, r.Phase, r.Stage, halt, want.phase, want.halt)
+			}
+		}
+		if r, err := db.ActiveRollout(ctx); err != nil || r.ID != 4 {
+			t.Errorf("the active rollout after the upgrade: %v %+v", err, r)
+		}
+	})
+}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +52,8 @@ type fixtureOptions struct {
 	latency time.Duration
 	dbURL   string // empty: the embedded store in dir
 	extra   string // more YAML for the configuration
+	// updateDelay is added to every update on the simulated hosts.
+	updateDelay time.Duration
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -57,7 +61,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	dir := t.TempDir()
-	fleet, hosts, err := startSimulation(ctx, simOptions{hosts: o.hosts, latency: o.latency, seed: 1}, dir)
+	fleet, hosts, err := startSimulation(ctx, simOptions{hosts: o.hosts, latency: o.latency, seed: 1, updateDelay: o.updateDelay}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +228,50 @@ func TestCrashAndResume(t *testing.T) {
 			f.assertEachHostOnce()
 		})
 	}
+}
+
+// Chaos on PostgreSQL: the driving process is SIGKILLed at ten random points
+// of one rollout whose updates outlast the lease, and a new one takes over
+// each time. From the hosts' side, no two commands ever ran at once on one
+// and none was updated twice; the store ends with every host updated and
+// none left updating.
+func TestChaosKillsOnPostgres(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s, err := strconv.ParseInt(os.Getenv("CHAOS_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("seed %d (set CHAOS_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	f := newFixture(t, fixtureOptions{hosts: 24, latency: 20 * time.Millisecond, updateDelay: 1500 * time.Millisecond,
+		dbURL: pg.NewDatabase(t)})
+	c := f.child("rollout", "start", "v2")
+	db := f.store()
+	for kill := range 10 {
+		// A random point: up to 3 s into this driver's life, but while the
+		// rollout still has hosts to update.
+		at := time.Duration(rng.Int64N(int64(3 * time.Second)))
+		select {
+		case <-c.done:
+		case <-time.After(at):
+		}
+		if r, err := db.Rollouts(context.Background(), 1); err == nil && len(r) == 1 && r[0].Phase.Ended() {
+			t.Logf("the rollout ended after %d kills", kill)
+			break
+		}
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		c.wait(t)
+		t.Logf("kill %d at %s: %d updates so far", kill+1, at.Round(time.Millisecond), f.fleet.Totals().Updates)
+		c = f.child("rollout", "resume")
+	}
+	if code := c.wait(t); code != 0 {
+		t.Fatalf("the last driver exited %d:\n%s", code, c.out.String())
+	}
+	for _, h := range f.fleet.Hosts() {
+		if st := f.fleet.Stats(h.Index); st.MaxRunning > 1 {
+			t.Errorf("%s ran %d commands at once", h.Name, st.MaxRunning)
+		}
+	}
+	f.assertEachHostOnce()
 }
 
 // Two processes race to start a rollout on one PostgreSQL: exactly one wins.

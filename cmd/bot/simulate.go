@@ -19,6 +19,8 @@ type simOptions struct {
 	latency   time.Duration
 	seed      int64
 	behaviors map[int]fleetsim.Behavior
+	// updateDelay is added to every update, for updates that outlast a lease.
+	updateDelay time.Duration
 }
 
 // startSimulation starts a simulated fleet and writes dir/known_hosts and
@@ -29,6 +31,7 @@ func startSimulation(ctx context.Context, o simOptions, dir string) (*fleetsim.F
 	}
 	fleet, err := fleetsim.Start(ctx, fleetsim.Options{
 		Hosts: o.hosts, Latency: o.latency, Jitter: o.latency, Seed: o.seed, Behaviors: o.behaviors,
+		UpdateDelay: o.updateDelay,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start simulated fleet: %w", err)

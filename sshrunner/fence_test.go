@@ -1,0 +1,112 @@
+package sshrunner_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/sshrunner"
+	"github.com/rolloutbot/rolloutbot/sshrunner/sshdtest"
+)
+
+func TestFencedRoundTrip(t *testing.T) {
+	for _, f := range []sshrunner.Fenced{
+		{Dir: ".rolloutbot", Fence: rollout.Fence{Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, LockWait: 300,
+			Command: `apt-get install -y myapp='2.4.1' && echo "it's done" | tee /tmp/x`},
+		{Dir: "/var/lib/my dir/it's", Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: rollout.StepVersion, LockWait: 1, Command: "cat VERSION"},
+	} {
+		got, ok := sshrunner.ParseFenced(f.String())
+		if !ok || got != f {
+			t.Errorf("ParseFenced(String(%+v)) = %+v, %v", f, got, ok)
+		}
+	}
+	if _, ok := sshrunner.ParseFenced("fleetctl version"); ok {
+		t.Error("a plain command parsed as fenced")
+	}
+}
+
+// runWrapper runs a fenced command with this machine's sh, as sshd's login
+// shell would, with PATH as given.
+func runWrapper(t *testing.T, f sshrunner.Fenced, path string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", f.String())
+	cmd.Env = []string{"PATH=" + path, "HOME=" + t.TempDir(), "SHELL=/bin/sh"}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// A host without flock(1) is named as such, and nothing runs there.
+func TestWrapperWithoutFlock(t *testing.T) {
+	bin := t.TempDir() // sh only: no flock on this PATH
+	if err := os.Symlink("/bin/sh", filepath.Join(bin, "sh")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	out, code := runWrapper(t, sshrunner.Fenced{Dir: dir, Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: rollout.StepUpdate,
+		LockWait: 1, Command: "echo > " + marker}, bin)
+	if code != 122 || !strings.Contains(out, "rolloutbot: flock(1) is not installed on this host") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the command ran on a host without its lock")
+	}
+}
+
+// Against a real sshd: a driver whose fence is older than the host's runs
+// nothing there, and says so; a version read reports the host's record of
+// its last update.
+func TestSSHDFencing(t *testing.T) {
+	s := sshdtest.Start(t, sshdtest.Options{})
+	host := s.Hosts[0].Host
+	cfg := sshdConfig(t, s)
+	for name, content := range map[string]string{"version": "v1\n", "healthy": ""} {
+		if err := os.WriteFile(filepath.Join(s.Dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newRunner(t, cfg, nil)
+	ctx := context.Background()
+	open := func(f rollout.Fence) rollout.Conn {
+		t.Helper()
+		c, err := r.Connect(ctx, host, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	old, replaced := open(rollout.Fence{Rollout: 4, Epoch: 1}), open(rollout.Fence{Rollout: 4, Epoch: 2})
+	if _, err := old.Update(ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := replaced.Version(ctx)
+	want := rollout.LastCommand{Fence: rollout.Fence{Rollout: 4, Epoch: 1}, Step: rollout.StepUpdate, Finished: true}
+	if err != nil || hs.Version != "v2" || hs.Last != want {
+		t.Fatalf("Version = %+v, %v; want v2 and %+v", hs, err, want)
+	}
+	// The new driver has been here: the old one may do nothing more.
+	_, err = old.Rollback(ctx, "v1")
+	if !errors.Is(err, rollout.ErrFenced) || !strings.Contains(err.Error(), "rollout 4 epoch 2") {
+		t.Fatalf("Rollback under the old fence = %v, want it fenced off", err)
+	}
+	if hs, _ := replaced.Version(ctx); hs.Version != "v2" {
+		t.Fatalf("the fenced rollback ran: the host runs %s", hs.Version)
+	}
+	// A later rollout's fence is newer than any epoch of an earlier one.
+	if _, err := open(rollout.Fence{Rollout: 5, Epoch: 1}).Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replaced.Health(ctx); !errors.Is(err, rollout.ErrFenced) {
+		t.Fatalf("Health under rollout 4's fence after rollout 5 = %v", err)
+	}
+}
