@@ -604,3 +604,23 @@ func TestHaltOfAnOrphan(t *testing.T) {
 		t.Fatalf("stored: %+v", cur)
 	}
 }
+
+// A host that answers "unhealthy" on every attempt, the last of which runs
+// into the health timeout, is reported unhealthy with its last answer, not
+// as a host that had no answer.
+func TestUnhealthyToTheEnd(t *testing.T) {
+	h := newHarness(t, 1, settings([]int{100}, 1, 0))
+	h.cfg.HealthTimeout, h.cfg.HealthInterval = time.Second, 100*time.Millisecond
+	h.cfg.Defaults.Threshold = 100
+	h.eng = rollout.New(h.cfg)
+	h.fleet.behavior["h000"] = "health-slow-fails"
+	r := h.start("v2")
+	if res := wait(t, h.runAsync(context.Background(), r.ID)); res.err != nil {
+		t.Fatal(res.err)
+	}
+	hr := h.results(r.ID)["h000"]
+	if hr.Status != rollout.StatusRolledBack || !strings.Contains(hr.Error, "still unhealthy after") ||
+		strings.Contains(hr.Error, "no answer") || !strings.Contains(hr.Output, "port 443 closed") {
+		t.Fatalf("%s: error %q, output %q", hr.Status, hr.Error, hr.Output)
+	}
+}

@@ -166,6 +166,21 @@ func (c *fakeConn) Health(ctx context.Context) (string, error) {
 		return "", rollout.ErrConnLost
 	}
 	c.f.healthRun++
+	if c.f.behavior[c.id] == "health-slow-fails" && c.f.version[c.id] != c.f.initial[c.id] {
+		// Each check takes 300 ms to say "unhealthy", or is cut off first.
+		c.f.mu.Unlock()
+		var err error
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		c.f.mu.Lock()
+		if err != nil {
+			return "", err
+		}
+		return "unhealthy: port 443 closed\n", errors.New("exit status 1")
+	}
 	if c.f.behavior[c.id] == "health-hangs" && c.f.version[c.id] != c.f.initial[c.id] {
 		// The check never answers on the new version; only ctx ends it.
 		c.f.mu.Unlock()

@@ -235,6 +235,8 @@ func (ru *run) afterRollback(ctx context.Context, conn Conn, hr HostResult) (Hos
 // carries the last attempt's output, so an unhealthy host's answer is shown.
 func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 	deadline := ru.e.clock.Now().Add(ru.e.cfg.HealthTimeout)
+	var lastOut string // of the last attempt that answered
+	var lastErr error
 	for attempt := 1; ; attempt++ {
 		if err := ru.lease.hold(ctx); err != nil {
 			return "", err
@@ -248,11 +250,15 @@ func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 			return out, nil
 		case errors.Is(err, ErrConnLost), errors.Is(err, ErrFenced), ctx.Err() != nil:
 			return out, err
-		case timedOut && out == "":
-			return out, fmt.Errorf("attempt %d had no answer when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
+		case timedOut && lastErr != nil:
+			// An unhealthy host whose last check ran into the timeout is
+			// unhealthy, with the answer it gave last.
+			return lastOut, fmt.Errorf("still unhealthy after %d attempts in %s (the last did not end in time): %w",
+				attempt-1, ru.e.cfg.HealthTimeout, lastErr)
 		case timedOut:
-			return out, fmt.Errorf("attempt %d did not end when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
+			return out, fmt.Errorf("attempt %d had no answer when the health timeout (%s) ended", attempt, ru.e.cfg.HealthTimeout)
 		}
+		lastOut, lastErr = out, err
 		if !ru.e.clock.Now().Add(ru.e.cfg.HealthInterval).Before(deadline) {
 			if attempt == 1 {
 				return out, err

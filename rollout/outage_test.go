@@ -132,3 +132,32 @@ func TestDatabaseGoesAway(t *testing.T) {
 		}
 	}
 }
+
+// An audit entry made while the database is away is not lost: it waits, in
+// order with the others, and is written when the database is back.
+func TestAuditSurvivesAnOutage(t *testing.T) {
+	proxy, dsn := pgtest.NewProxy(t, pg.NewDatabase(t))
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs := &logWatch{changed: make(chan struct{})}
+	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: newFleet(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	proxy.Cut()
+	for _, action := range []string{"halt", "resume"} {
+		eng.Audit(ctx, rollout.AuditEntry{Actor: "U1", Source: rollout.SourceSlack, Action: action, Allowed: false, Detail: "during the outage"})
+	}
+	logs.waitFor(t, "audit entry not written; retrying")
+	proxy.Restore()
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := eng.FlushAudit(fctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := db.AuditLog(ctx, 10)
+	if err != nil || len(entries) != 2 || entries[1].Action != "halt" || entries[0].Action != "resume" || entries[0].Detail != "during the outage" {
+		t.Fatalf("audit log after the outage: %v %+v", err, entries)
+	}
+}

@@ -121,6 +121,12 @@ func (m *Main) withSlack(progress *console.Progress, status **bot.Status) notify
 }
 
 func (a *app) Close() {
+	// Audit entries held back by a store outage get a last chance.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.engine.FlushAudit(ctx); err != nil {
+		a.log.Error("audit entries lost at exit", "err", err)
+	}
 	a.db.Close()
 }
 
