@@ -29,6 +29,10 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 		stages = append(stages, s)
 	}
 	fmt.Fprintf(w, "  stages: %s\n", strings.Join(stages, " → "))
+	if r.Phase.Active() && r.Owner == "" && c.Updating > 0 {
+		fmt.Fprintf(w, "  no process drives it now: the %d %s in flight were cut off and are re-checked when it goes on (`rollout resume`)\n",
+			c.Updating, plural(c.Updating, "host", "hosts"))
+	}
 	if r.Phase.Active() && r.Halt != nil {
 		fmt.Fprintf(w, "  halting: %s\n", r.Halt)
 	}
