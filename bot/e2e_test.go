@@ -111,7 +111,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	api := bot.NewClient("xoxb-test", "xapp-test", e.slack.APIURL(), nil)
 	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond}, e.db, log)
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
-		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 300 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
+		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond})
 	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins},
 		e.engine, e.db, e.db, status, log)
