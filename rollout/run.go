@@ -421,9 +421,11 @@ func (ru *run) persistRollout(ctx context.Context, r *Rollout) error {
 	})
 }
 
-// watch renews the lease and looks for halts asked of another process.
+// watch renews the lease and looks for halts asked of another process. It
+// wakes often enough to renew close to a third of the lease, so a short
+// lease is not lost to a late tick.
 func (ru *run) watch(ctx context.Context) {
-	tick := time.NewTicker(ru.e.cfg.PollInterval)
+	tick := time.NewTicker(min(ru.e.cfg.PollInterval, ru.e.cfg.LeaseTTL/6))
 	defer tick.Stop()
 	lastRenew := time.Now()
 	for {
