@@ -204,6 +204,25 @@ func (sf *sshdFleet) assertCompleted() {
 	}
 }
 
+// startMidUpdate starts a rollout of v2 and returns its driver once n
+// updates run.
+func (sf *sshdFleet) startMidUpdate(n int) *child {
+	sf.t.Helper()
+	c := sf.child("rollout", "start", "v2")
+	sf.waitFor(fmt.Sprintf("%d updates in flight", n), func() bool { return sf.inFlight() == n })
+	return c
+}
+
+// kill SIGKILLs driver c while updates still run.
+func (sf *sshdFleet) kill(c *child) {
+	sf.t.Helper()
+	c.signal(sf.t, syscall.SIGKILL)
+	c.wait(sf.t)
+	if sf.inFlight() == 0 {
+		sf.t.Fatal("the updates ended before the kill; the test needs them running")
+	}
+}
+
 func (c *child) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := c.cmd.Process.Signal(sig); err != nil {
@@ -215,13 +234,7 @@ func (c *child) signal(t *testing.T, sig syscall.Signal) {
 // waits for it on the host, reads how it ended, and updates nobody twice.
 func TestSafetySIGKILLMidUpdate(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 30 * time.Second})
-	a := sf.child("rollout", "start", "v2")
-	sf.waitFor("two updates in flight", func() bool { return sf.inFlight() == 2 })
-	a.signal(t, syscall.SIGKILL)
-	a.wait(t)
-	if sf.inFlight() == 0 {
-		t.Fatal("the updates ended before the kill; the test needs them running")
-	}
+	sf.kill(sf.startMidUpdate(2))
 	code, out := sf.run("rollout", "resume")
 	if code != 0 || !strings.Contains(out, "completed") {
 		t.Fatalf("resume exited %d:\n%s", code, out)
@@ -233,8 +246,7 @@ func TestSafetySIGKILLMidUpdate(t *testing.T) {
 // another took the rollout over, and runs no command anywhere.
 func TestSafetySIGSTOPPastTheLease(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 30 * time.Second})
-	a := sf.child("rollout", "start", "v2")
-	sf.waitFor("two updates in flight", func() bool { return sf.inFlight() == 2 })
+	a := sf.startMidUpdate(2)
 	a.signal(t, syscall.SIGSTOP)
 	b := sf.child("rollout", "resume")
 	db := sf.store()
@@ -258,8 +270,7 @@ func TestSafetySIGSTOPPastTheLease(t *testing.T) {
 // and the next driver waits for it instead of updating again.
 func TestSafetySIGTERMGraceShorterThanTheUpdate(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 500 * time.Millisecond})
-	a := sf.child("rollout", "start", "v2")
-	sf.waitFor("two updates in flight", func() bool { return sf.inFlight() == 2 })
+	a := sf.startMidUpdate(2)
 	a.signal(t, syscall.SIGTERM)
 	code := a.wait(t)
 	out := a.out.String()
@@ -281,17 +292,12 @@ func TestSafetySIGTERMGraceShorterThanTheUpdate(t *testing.T) {
 // resume after that counts each failure once and updates nobody twice.
 func TestSafetyCrashAfterHalt(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 6, concurrency: 2, grace: 30 * time.Second})
-	a := sf.child("rollout", "start", "v2")
-	sf.waitFor("two updates in flight", func() bool { return sf.inFlight() == 2 })
+	a := sf.startMidUpdate(2)
 	if code, out := sf.run("rollout", "halt", "testing"); code != 0 {
 		t.Fatalf("halt exited %d:\n%s", code, out)
 	}
 	sf.waitFor("the driver to see the halt", func() bool { return strings.Contains(a.out.String(), "halt requested") })
-	a.signal(t, syscall.SIGKILL)
-	a.wait(t)
-	if sf.inFlight() == 0 {
-		t.Fatal("the updates ended before the kill; the test needs them running")
-	}
+	sf.kill(a)
 	code, out := sf.run("rollout", "resume")
 	if code != 3 || !strings.Contains(out, "halted by") {
 		t.Fatalf("the takeover of a halting rollout exited %d, want 3 and halted:\n%s", code, out)
@@ -328,11 +334,7 @@ func TestSafetyCrashAfterThresholdTrip(t *testing.T) {
 	}
 	a := sf.child("rollout", "start", "v2")
 	sf.waitFor("the threshold to trip", func() bool { return strings.Contains(a.out.String(), "halting") })
-	a.signal(t, syscall.SIGKILL)
-	a.wait(t)
-	if sf.inFlight() == 0 {
-		t.Fatal("the updates ended before the kill; the test needs them running")
-	}
+	sf.kill(a)
 	code, out := sf.run("rollout", "resume")
 	if code != 3 || !strings.Contains(out, "threshold") {
 		t.Fatalf("the takeover exited %d, want 3 and halted on the threshold:\n%s", code, out)
@@ -377,10 +379,7 @@ func TestSafetyHaltWhileTheDriverIsDead(t *testing.T) {
 	for _, leaseValid := range []bool{true, false} {
 		t.Run(fmt.Sprintf("lease valid %v", leaseValid), func(t *testing.T) {
 			sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 30 * time.Second})
-			a := sf.child("rollout", "start", "v2")
-			sf.waitFor("two updates in flight", func() bool { return sf.inFlight() == 2 })
-			a.signal(t, syscall.SIGKILL)
-			a.wait(t)
+			sf.kill(sf.startMidUpdate(2))
 			if !leaseValid {
 				db := sf.store()
 				sf.waitFor("the lease to run out", func() bool {
