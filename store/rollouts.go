@@ -36,8 +36,12 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	return &r, nil
 }
 
-// CreateRollout records a new active rollout and its host snapshot, all pending.
+// CreateRollout records a new active rollout and its host snapshot, all
+// pending. A snapshot with two entries for one machine is refused.
 func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rollout.Host) error {
+	if err := rollout.CheckDistinct(hosts); err != nil {
+		return err
+	}
 	err := db.withTx(ctx, func(t tx) error {
 		err := t.queryRow(ctx, `INSERT INTO rollouts (version, state, stages, concurrency, pause_ms, threshold,
 			seed, host_count, stage, segment_start, started_by, source, owner, lease_until, created_at, updated_at)
