@@ -105,3 +105,31 @@ func TestDescribePostgres(t *testing.T) {
 		}
 	}
 }
+
+// Every connection of the embedded store syncs each commit in WAL mode.
+func TestSQLiteDurability(t *testing.T) {
+	s, err := openSQLite(context.Background(), filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ctx := context.Background()
+	conns := make([]*sql.Conn, 3) // held at once, so each is another connection
+	for i := range conns {
+		if conns[i], err = s.db.Conn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer conns[i].Close()
+		var mode string
+		var sync int
+		if err := conns[i].QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := conns[i].QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" || sync != 2 {
+			t.Errorf("connection %d: journal_mode %s, synchronous %d; want wal, 2 (FULL)", i, mode, sync)
+		}
+	}
+}

@@ -19,6 +19,9 @@ import (
 // sqliteDB is the embedded store: one file, WAL mode so readers never wait
 // for the writer, write transactions taken up front (BEGIN IMMEDIATE) so two
 // processes on one file queue on the busy timeout instead of deadlocking.
+// Commits are synced to disk (synchronous=FULL): with NORMAL a commit in WAL
+// mode is not, and a power loss could take back a host's "updating" record
+// after its update had begun.
 type sqliteDB struct {
 	db   *sql.DB
 	path string
@@ -40,7 +43,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 	q.Set("_txlock", "immediate")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
+	q.Set("_synchronous", "FULL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_time_integer_format", "unix_micro")
 	q.Set("_inttotime", "1")
