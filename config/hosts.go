@@ -38,10 +38,18 @@ func ReadHostsFile(path string) ([]rollout.Host, error) {
 type yamlHost struct {
 	ID       string `yaml:"id"`
 	Address  string `yaml:"address"`
-	Port     int    `yaml:"port"`
+	Port     *int   `yaml:"port"` // nil when left out, which means 22; a written 0 is refused
 	User     string `yaml:"user"`
 	Label    string `yaml:"label"`
 	Disabled bool   `yaml:"disabled"`
+}
+
+func (yh yamlHost) host() rollout.Host {
+	h := rollout.Host{ID: yh.ID, Address: yh.Address, Port: 22, User: yh.User, Label: yh.Label, Disabled: yh.Disabled}
+	if yh.Port != nil {
+		h.Port = *yh.Port
+	}
+	return h
 }
 
 // ParseHostsYAML reads a list of hosts, either at the top level or under "hosts:".
@@ -86,11 +94,11 @@ func ParseHostsYAML(data []byte) ([]rollout.Host, error) {
 		if err := item.Decode(&yh); err != nil {
 			return nil, err
 		}
-		if err := c.add(item.Line, rollout.Host(yh)); err != nil {
+		if err := c.add(item.Line, yh.host()); err != nil {
 			return nil, err
 		}
 	}
-	return c.hosts, nil
+	return c.done()
 }
 
 var yamlHostKeys = map[string]bool{"id": true, "address": true, "port": true, "user": true, "label": true, "disabled": true}
@@ -143,7 +151,7 @@ func ParseHostsCSV(data []byte) ([]rollout.Host, error) {
 			}
 			return ""
 		}
-		h := rollout.Host{ID: get("id"), Address: get("address"), User: get("user"), Label: get("label")}
+		h := rollout.Host{ID: get("id"), Address: get("address"), Port: 22, User: get("user"), Label: get("label")}
 		if p := get("port"); p != "" {
 			if h.Port, err = strconv.Atoi(p); err != nil {
 				return nil, fmt.Errorf("line %d: port %q is not a number", line, p)
@@ -158,28 +166,42 @@ func ParseHostsCSV(data []byte) ([]rollout.Host, error) {
 			return nil, err
 		}
 	}
-	return c.hosts, nil
+	return c.done()
 }
 
-// collector validates hosts as they are read and refuses duplicate ids.
+// collector validates hosts as they are read and refuses two entries for
+// one host, naming the lines. The readers set a port left out to 22 before
+// add, so an explicit 0 fails validation.
 type collector struct {
-	hosts []rollout.Host
-	lines map[string]int
+	hosts   []rollout.Host
+	lines   []int          // the line of each host
+	idLines map[string]int // the line of each id
 }
 
-func newCollector() *collector { return &collector{lines: map[string]int{}} }
+func newCollector() *collector { return &collector{idLines: map[string]int{}} }
 
 func (c *collector) add(line int, h rollout.Host) error {
-	h.Port = h.SSHPort()
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("line %d: %w", line, err)
 	}
-	if first, dup := c.lines[h.ID]; dup {
+	if first, dup := c.idLines[h.ID]; dup {
 		return fmt.Errorf("line %d: host %s is already on line %d", line, h.ID, first)
 	}
-	c.lines[h.ID] = line
+	c.idLines[h.ID] = line
 	c.hosts = append(c.hosts, h)
+	c.lines = append(c.lines, line)
 	return nil
+}
+
+// done returns the hosts, or the first two that are one machine.
+func (c *collector) done() ([]rollout.Host, error) {
+	var de *rollout.DuplicateError
+	if err := rollout.CheckDistinct(c.hosts); errors.As(err, &de) {
+		return nil, fmt.Errorf("line %d: %w (%s is on line %d)", c.lines[de.Indexes[1]], err, de.Hosts[0].ID, c.lines[de.Indexes[0]])
+	} else if err != nil {
+		return nil, err
+	}
+	return c.hosts, nil
 }
 
 // FileInventory is an inventory read from a file at each rollout start.
@@ -206,7 +228,8 @@ func (f FileInventory) ActiveHosts(context.Context) ([]rollout.Host, error) {
 func WriteHostsYAML(w io.Writer, hosts []rollout.Host) error {
 	list := make([]yamlHost, len(hosts))
 	for i, h := range hosts {
-		list[i] = yamlHost(h)
+		port := h.SSHPort()
+		list[i] = yamlHost{ID: h.ID, Address: h.Address, Port: &port, User: h.User, Label: h.Label, Disabled: h.Disabled}
 	}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)

@@ -75,6 +75,12 @@ func TestParseHostsCSVErrorsNameTheLine(t *testing.T) {
 		{"comments and blank lines count", "# fleet\nid,address,port\n\n# web\na,10.0.0.1,22\n\nb,10.0.0.2,x\n",
 			[]string{"line 7:", "port"}},
 		{"bare quote", "id,address\na,10.0.0.1\nb,10.0\"0.2\n", []string{"line 3"}},
+		{"port 0", "id,address,port\na,10.0.0.1,22\nb,10.0.0.2,0\n", []string{"line 3:", "host b: port 0"}},
+		{"same address and port", "id,address,port\nweb-1,10.0.0.4,22\nweb-2,10.0.0.5,22\nweb-7,10.0.0.4,22\n",
+			[]string{"line 4:", "hosts web-1 and web-7 have the same address 10.0.0.4:22", "web-1 is on line 2"}},
+		{"no port is 22", "id,address,port\na,10.0.0.4,\nb,10.0.0.4,22\n", []string{"line 3:", "hosts a and b", "10.0.0.4:22"}},
+		{"names in any case", "id,address\na,Web1.Example.com\nb,web1.example.COM\n", []string{"line 3:", "hosts a and b"}},
+		{"disabled entries count", "id,address,disabled\na,10.0.0.4,true\nb,10.0.0.4,false\n", []string{"line 3:", "hosts a and b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hosts, err := config.ParseHostsCSV([]byte(tc.data))
@@ -176,6 +182,11 @@ func TestParseHostsYAMLErrorsNameTheLine(t *testing.T) {
 		{"key given twice", "- id: a\n  address: 10.0.0.1\n- id: b\n  address: 10.0.0.2\n  id: c\n", []string{"line 5", "id"}, nil},
 		{"bad disabled", "- id: a\n  address: 10.0.0.1\n  disabled: maybe\n", []string{"line 3", "maybe"}, nil},
 		{"bad syntax", "- id: a\n  address: [10.0.0.1\n", []string{"line"}, nil},
+		{"port 0", "- id: a\n  address: 10.0.0.1\n- id: b\n  address: 10.0.0.2\n  port: 0\n", []string{"line 3", "host b: port 0"}, []string{"line 1"}},
+		{"same address and port", `- {id: web-1, address: 10.0.0.4}
+- {id: web-2, address: 10.0.0.5}
+- {id: web-7, address: 10.0.0.4, port: 22}
+`, []string{"line 3", "hosts web-1 and web-7 have the same address 10.0.0.4:22", "web-1 is on line 1"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hosts, err := config.ParseHostsYAML([]byte(tc.data))
@@ -299,6 +310,12 @@ func TestFileInventory(t *testing.T) {
 	writeFile(t, path, "- {id: b, address: 10.0.0.2}\n- {id: b, address: 10.0.0.3}\n")
 	if got, err := inv.ActiveHosts(context.Background()); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("duplicate: %+v %v", got, err)
+	}
+	// So does a machine entered twice, even when one entry is disabled: it
+	// could be enabled by the next edit.
+	writeFile(t, path, "- {id: b, address: 10.0.0.2}\n- {id: c, address: 10.0.0.2, port: 22, disabled: true}\n")
+	if got, err := inv.ActiveHosts(context.Background()); err == nil || !strings.Contains(err.Error(), "hosts b and c have the same address 10.0.0.2:22") {
+		t.Fatalf("one machine twice: %+v %v", got, err)
 	}
 	if _, err := (config.FileInventory{Path: filepath.Join(t.TempDir(), "none.csv")}).ActiveHosts(context.Background()); err == nil {
 		t.Fatal("a missing file gave no error")

@@ -36,7 +36,9 @@ func (h Host) SSHPort() int {
 // Addr is host:port, the SSH dial address.
 func (h Host) Addr() string { return net.JoinHostPort(h.Address, strconv.Itoa(h.SSHPort())) }
 
-// Validate reports what is wrong with a host entry, naming the field.
+// Validate reports what is wrong with a host entry, naming the field. Port 0
+// is refused: readers of an inventory turn a port left out into 22 before
+// validating, so a 0 here was written down, and is not taken to mean 22.
 func (h Host) Validate() error {
 	switch {
 	case strings.TrimSpace(h.ID) == "":
@@ -45,6 +47,8 @@ func (h Host) Validate() error {
 		return fmt.Errorf("host %s: address is empty", h.ID)
 	case strings.ContainsAny(h.Address, " \t/"):
 		return fmt.Errorf("host %s: address %q is not a host name or IP", h.ID, h.Address)
+	case h.Port == 0:
+		return fmt.Errorf("host %s: port 0 is not a port (leave the port out for 22)", h.ID)
 	case h.Port < 0 || h.Port > 65535:
 		return fmt.Errorf("host %s: port %d is out of range", h.ID, h.Port)
 	}

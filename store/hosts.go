@@ -11,18 +11,26 @@ import (
 
 const hostCols = `id, address, port, ssh_user, label, disabled`
 
-// ActiveHosts returns the enabled hosts of the managed inventory, by id.
+// ActiveHosts returns the enabled hosts of the managed inventory, by id. Two
+// entries for one machine, stored before PutHosts refused them, fail it.
 func (db *DB) ActiveHosts(ctx context.Context) ([]rollout.Host, error) {
-	return db.hosts(ctx, `SELECT `+hostCols+` FROM hosts WHERE NOT disabled ORDER BY id`)
+	hosts, err := db.hosts(ctx, db.b, `SELECT `+hostCols+` FROM hosts WHERE NOT disabled ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	if err := rollout.CheckDistinct(hosts); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	return hosts, nil
 }
 
 // ListHosts returns every host of the managed inventory, by id.
 func (db *DB) ListHosts(ctx context.Context) ([]rollout.Host, error) {
-	return db.hosts(ctx, `SELECT `+hostCols+` FROM hosts ORDER BY id`)
+	return db.hosts(ctx, db.b, `SELECT `+hostCols+` FROM hosts ORDER BY id`)
 }
 
-func (db *DB) hosts(ctx context.Context, q string) ([]rollout.Host, error) {
-	rs, err := db.b.query(ctx, q)
+func (db *DB) hosts(ctx context.Context, q querier, sql string) ([]rollout.Host, error) {
+	rs, err := q.query(ctx, sql)
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +47,34 @@ func (db *DB) hosts(ctx context.Context, q string) ([]rollout.Host, error) {
 }
 
 // PutHosts adds hosts or replaces those with the same id, all or nothing.
+// The inventory it leaves must have one entry per machine (disabled ones
+// included, as enabling one must not make a pair): a host whose address and
+// port another id has already is refused, naming both.
 func (db *DB) PutHosts(ctx context.Context, hosts []rollout.Host) error {
 	for _, h := range hosts {
 		if err := h.Validate(); err != nil {
 			return err
 		}
 	}
+	if err := rollout.CheckDistinct(hosts); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	return db.withTx(ctx, func(t tx) error {
+		if db.b.kind() == "postgres" {
+			// Two imports at once would each check the inventory without
+			// the other's hosts. SQLite's write transactions are serial.
+			if _, err := t.exec(ctx, `LOCK TABLE hosts IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+				return err
+			}
+		}
+		stored, err := db.hosts(ctx, t, `SELECT `+hostCols+` FROM hosts ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		if err := rollout.CheckDistinct(merge(stored, hosts)); err != nil {
+			return err
+		}
 		for _, h := range hosts {
 			_, err := t.exec(ctx, `INSERT INTO hosts (id, address, port, ssh_user, label, disabled, created_at, updated_at)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
@@ -60,6 +88,24 @@ func (db *DB) PutHosts(ctx context.Context, hosts []rollout.Host) error {
 		}
 		return nil
 	})
+}
+
+// merge returns stored with each of hosts in the place of the stored host
+// with its id, or after them when it is new.
+func merge(stored, hosts []rollout.Host) []rollout.Host {
+	at := make(map[string]int, len(stored))
+	for i, h := range stored {
+		at[h.ID] = i
+	}
+	out := append([]rollout.Host(nil), stored...)
+	for _, h := range hosts {
+		if i, ok := at[h.ID]; ok {
+			out[i] = h
+		} else {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // RemoveHost deletes a host from the inventory; rollouts keep their snapshot.

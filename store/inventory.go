@@ -17,7 +17,8 @@ import (
 // database with a query in a read-only transaction, as the system rolloutbot
 // grew out of read its VPS list from its users and subscriptions tables. The
 // query returns id, address, port, user and label, in that order; NULL port
-// means 22, NULL user the runner's default.
+// means 22 (a port of 0 is refused), NULL user the runner's default. Two rows
+// for one machine (see rollout.MachineKey) fail the query.
 type QueryInventory struct {
 	URL     string
 	Query   string
@@ -65,7 +66,6 @@ func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error)
 		return nil, fmt.Errorf("inventory query returns %d columns; it must return id, address, port, user, label", n)
 	}
 	var out []rollout.Host
-	seen := map[string]bool{}
 	for rows.Next() {
 		vals := rows.RawValues()
 		h := rollout.Host{ID: text(vals[0]), Address: text(vals[1]), User: text(vals[3]), Label: text(vals[4]), Port: 22}
@@ -77,13 +77,12 @@ func (q QueryInventory) ActiveHosts(ctx context.Context) ([]rollout.Host, error)
 		if err := h.Validate(); err != nil {
 			return nil, fmt.Errorf("inventory query: %w", err)
 		}
-		if seen[h.ID] {
-			return nil, fmt.Errorf("inventory query: host id %s appears twice", h.ID)
-		}
-		seen[h.ID] = true
 		out = append(out, h)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("inventory query: %w", err)
+	}
+	if err := rollout.CheckDistinct(out); err != nil {
 		return nil, fmt.Errorf("inventory query: %w", err)
 	}
 	return out, nil

@@ -174,6 +174,13 @@ func TestQueryInventoryErrors(t *testing.T) {
 		{"NULL address", `SELECT id, NULL, ssh_port, ssh_user, NULL FROM vps`, []string{"address is empty"}},
 		{"NULL id", `SELECT NULL, ip, ssh_port, ssh_user, NULL FROM vps`, []string{"id is empty"}},
 		{"port out of range", `SELECT id, ip, 70000, ssh_user, NULL FROM vps`, []string{"port 70000"}},
+		{"port 0", `SELECT id, ip, CASE WHEN id = 'vps-11' THEN 0 ELSE ssh_port END, ssh_user, NULL FROM vps`,
+			[]string{"inventory query", "host vps-11: port 0"}},
+		{"one machine twice", `SELECT id, CASE WHEN id = 'vps-13' THEN 'VPS10.example.com' ELSE 'vps10.example.com' END, 22, NULL, NULL
+			FROM vps WHERE id IN ('vps-10', 'vps-13') ORDER BY id`,
+			[]string{"inventory query", "hosts vps-10 and vps-13 have the same address", ":22"}},
+		{"NULL port is 22", `SELECT id, '10.0.0.10', CASE WHEN id = 'vps-10' THEN 22 END, NULL, NULL FROM vps WHERE id IN ('vps-10', 'vps-11') ORDER BY id`,
+			[]string{"hosts vps-10 and vps-11 have the same address 10.0.0.10:22"}},
 		{"port not a number", `SELECT id, ip, 'ssh', ssh_user, NULL FROM vps`, []string{"port", "ssh"}},
 		{"syntax error", `SELEC id FROM vps`, []string{"inventory query", "syntax"}},
 		{"unknown table", `SELECT id, ip, 22, NULL, NULL FROM servers`, []string{"inventory query", "servers"}},

@@ -15,6 +15,7 @@ import (
 
 type postgres struct {
 	pool *pgxpool.Pool
+	name string // host:port/database, for messages
 }
 
 func openPostgres(ctx context.Context, dsn string) (*postgres, error) {
@@ -36,31 +37,37 @@ func openPostgres(ctx context.Context, dsn string) (*postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	return &postgres{pool: pool}, nil
+	name := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	return &postgres{pool: pool, name: name}, nil
 }
 
 func (p *postgres) kind() string { return "postgres" }
 func (p *postgres) close()       { p.pool.Close() }
 
+// describe names the database and the cause when the server's disk is full
+// or it takes no writes.
+func (p *postgres) describe(err error) error { return describePostgres(p.name, err) }
+
 func (p *postgres) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	tag, err := p.pool.Exec(ctx, q, args...)
-	return tag.RowsAffected(), err
+	return tag.RowsAffected(), p.describe(err)
 }
 
 func (p *postgres) query(ctx context.Context, q string, args ...any) (rows, error) {
-	return p.pool.Query(ctx, q, args...)
+	rs, err := p.pool.Query(ctx, q, args...)
+	return rs, p.describe(err)
 }
 
 func (p *postgres) queryRow(ctx context.Context, q string, args ...any) row {
-	return pgRow{p.pool.QueryRow(ctx, q, args...)}
+	return pgRow{p.pool.QueryRow(ctx, q, args...), p}
 }
 
 func (p *postgres) begin(ctx context.Context) (tx, error) {
 	t, err := p.pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, p.describe(err)
 	}
-	return pgTx{t}, nil
+	return pgTx{t, p}, nil
 }
 
 func (p *postgres) now() string { return "now()" }
@@ -81,7 +88,7 @@ func (p *postgres) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts
 	_, err := t.(pgTx).t.CopyFrom(ctx, pgx.Identifier{"rollout_hosts"},
 		[]string{"rollout_id", "idx", "host_id", "address", "port", "ssh_user", "label", "status"},
 		pgx.CopyFromRows(rows))
-	return err
+	return p.describe(err)
 }
 
 // saveResults writes a batch with one statement: the results go in as
@@ -110,7 +117,7 @@ func (p *postgres) saveResults(ctx context.Context, owner string, results []roll
 			AND EXISTS (SELECT 1 FROM rollouts WHERE id = $1 AND owner = $11 FOR SHARE)`,
 		results[0].RolloutID, idx, status, step, prev, next, errs, out, started, finished, owner)
 	if err != nil {
-		return false, err
+		return false, p.describe(err)
 	}
 	return tag.RowsAffected() > 0, nil
 }
@@ -123,30 +130,37 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-type pgRow struct{ r pgx.Row }
+type pgRow struct {
+	r pgx.Row
+	p *postgres
+}
 
 func (r pgRow) Scan(dest ...any) error {
 	err := r.r.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rollout.ErrNotFound
 	}
-	return err
+	return r.p.describe(err)
 }
 
-type pgTx struct{ t pgx.Tx }
+type pgTx struct {
+	t pgx.Tx
+	p *postgres
+}
 
 func (t pgTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	tag, err := t.t.Exec(ctx, q, args...)
-	return tag.RowsAffected(), err
+	return tag.RowsAffected(), t.p.describe(err)
 }
 
 func (t pgTx) query(ctx context.Context, q string, args ...any) (rows, error) {
-	return t.t.Query(ctx, q, args...)
+	rs, err := t.t.Query(ctx, q, args...)
+	return rs, t.p.describe(err)
 }
 
 func (t pgTx) queryRow(ctx context.Context, q string, args ...any) row {
-	return pgRow{t.t.QueryRow(ctx, q, args...)}
+	return pgRow{t.t.QueryRow(ctx, q, args...), t.p}
 }
 
-func (t pgTx) commit(ctx context.Context) error { return t.t.Commit(ctx) }
+func (t pgTx) commit(ctx context.Context) error { return t.p.describe(t.t.Commit(ctx)) }
 func (t pgTx) rollback(ctx context.Context)     { _ = t.t.Rollback(context.WithoutCancel(ctx)) }

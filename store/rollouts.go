@@ -49,8 +49,12 @@ func haltArgs(h *rollout.Halt) (string, string, any) {
 }
 
 // CreateRollout records a new active rollout and its host snapshot, all
-// pending, leased to r.Owner for ttl on the store's clock, at epoch 1.
+// pending, leased to r.Owner for ttl on the store's clock, at epoch 1. A
+// snapshot with two entries for one machine is refused.
 func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rollout.Host, ttl time.Duration) error {
+	if err := rollout.CheckDistinct(hosts); err != nil {
+		return err
+	}
 	err := db.withTx(ctx, func(t tx) error {
 		err := t.queryRow(ctx, `INSERT INTO rollouts (version, stages, concurrency, pause_ms, threshold, seed, host_count,
 			phase, stage, started_by, source, owner, lease_until, epoch, created_at, updated_at)

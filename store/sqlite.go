@@ -19,8 +19,12 @@ import (
 // sqliteDB is the embedded store: one file, WAL mode so readers never wait
 // for the writer, write transactions taken up front (BEGIN IMMEDIATE) so two
 // processes on one file queue on the busy timeout instead of deadlocking.
+// Commits are synced to disk (synchronous=FULL): with NORMAL a commit in WAL
+// mode is not, and a power loss could take back a host's "updating" record
+// after its update had begun.
 type sqliteDB struct {
-	db *sql.DB
+	db   *sql.DB
+	path string
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // prepared once, for the statements every batch runs
@@ -39,7 +43,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 	q.Set("_txlock", "immediate")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
+	q.Set("_synchronous", "FULL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_time_integer_format", "unix_micro")
 	q.Set("_inttotime", "1")
@@ -48,14 +52,32 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(8)
-	if err := db.PingContext(ctx); err != nil {
+	s := &sqliteDB{db: db, path: path, stmts: map[string]*sql.Stmt{}}
+	if err := s.probeWrite(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return nil, s.describe(err)
 	}
-	return &sqliteDB{db: db, stmts: map[string]*sql.Stmt{}}, nil
+	return s, nil
+}
+
+// probeWrite writes to the file and takes it back. SQLite opens a file it
+// may not write read-only, without an error, and the first write to fail
+// would otherwise be a rollout's.
+func (s *sqliteDB) probeWrite(ctx context.Context) error {
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	_, err = t.ExecContext(ctx, `CREATE TABLE write_probe (x INTEGER)`)
+	return err
 }
 
 func (s *sqliteDB) kind() string { return "sqlite" }
+
+// describe names the file and the cause when the disk is full or the file
+// cannot be written.
+func (s *sqliteDB) describe(err error) error { return describeSQLite(s.path, err, statDisk) }
 
 func (s *sqliteDB) close() {
 	s.mu.Lock()
@@ -84,27 +106,28 @@ func (s *sqliteDB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 }
 
 func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return sqlExec(s.db.ExecContext(ctx, q, args...))
+	n, err := sqlExec(s.db.ExecContext(ctx, q, args...))
+	return n, s.describe(err)
 }
 
 func (s *sqliteDB) query(ctx context.Context, q string, args ...any) (rows, error) {
 	rs, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, s.describe(err)
 	}
 	return sqlRows{rs}, nil
 }
 
 func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) row {
-	return sqlRow{s.db.QueryRowContext(ctx, q, args...)}
+	return sqlRow{s.db.QueryRowContext(ctx, q, args...), s}
 }
 
 func (s *sqliteDB) begin(ctx context.Context) (tx, error) {
 	t, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, s.describe(err)
 	}
-	return sqlTx{t}, nil
+	return sqlTx{t, s}, nil
 }
 
 // sqliteNow is SQLite's clock as the store keeps times: microseconds since
@@ -125,13 +148,13 @@ func (s *sqliteDB) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts
 	st, err := t.(sqlTx).t.PrepareContext(ctx, `INSERT INTO rollout_hosts
 		(rollout_id, idx, host_id, address, port, ssh_user, label, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 	if err != nil {
-		return err
+		return s.describe(err)
 	}
 	defer st.Close()
 	for i, h := range hosts {
 		if _, err := st.ExecContext(ctx, id, i, h.ID, h.Address, h.SSHPort(), h.User, h.Label,
 			string(rollout.StatusPending)); err != nil {
-			return fmt.Errorf("host %s: %w", h.ID, err)
+			return fmt.Errorf("host %s: %w", h.ID, s.describe(err))
 		}
 	}
 	return nil
@@ -140,6 +163,11 @@ func (s *sqliteDB) insertRolloutHosts(ctx context.Context, t tx, id int64, hosts
 // saveResults writes the batch in one immediate transaction, which excludes
 // any concurrent takeover for its duration.
 func (s *sqliteDB) saveResults(ctx context.Context, owner string, results []rollout.HostResult) (bool, error) {
+	ok, err := s.saveBatch(ctx, owner, results)
+	return ok, s.describe(err)
+}
+
+func (s *sqliteDB) saveBatch(ctx context.Context, owner string, results []rollout.HostResult) (bool, error) {
 	ownerOf, err := s.stmt(ctx, `SELECT owner FROM rollouts WHERE id = $1`)
 	if err != nil {
 		return false, err
@@ -180,33 +208,40 @@ type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() }
 
-type sqlRow struct{ r *sql.Row }
+type sqlRow struct {
+	r *sql.Row
+	s *sqliteDB
+}
 
 func (r sqlRow) Scan(dest ...any) error {
 	err := r.r.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rollout.ErrNotFound
 	}
-	return err
+	return r.s.describe(err)
 }
 
-type sqlTx struct{ t *sql.Tx }
+type sqlTx struct {
+	t *sql.Tx
+	s *sqliteDB
+}
 
 func (t sqlTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return sqlExec(t.t.ExecContext(ctx, q, args...))
+	n, err := sqlExec(t.t.ExecContext(ctx, q, args...))
+	return n, t.s.describe(err)
 }
 
 func (t sqlTx) query(ctx context.Context, q string, args ...any) (rows, error) {
 	rs, err := t.t.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, t.s.describe(err)
 	}
 	return sqlRows{rs}, nil
 }
 
 func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) row {
-	return sqlRow{t.t.QueryRowContext(ctx, q, args...)}
+	return sqlRow{t.t.QueryRowContext(ctx, q, args...), t.s}
 }
 
-func (t sqlTx) commit(context.Context) error { return t.t.Commit() }
+func (t sqlTx) commit(context.Context) error { return t.s.describe(t.t.Commit()) }
 func (t sqlTx) rollback(context.Context)     { _ = t.t.Rollback() }

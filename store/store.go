@@ -94,14 +94,23 @@ func open(ctx context.Context, dsn string, log *slog.Logger, upTo int) (*DB, err
 		b, err = openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", Redact(dsn), err)
+		return nil, openError("open store %s: %w", dsn, err)
 	}
 	db := &DB{b: b, log: log}
 	if err := db.migrate(ctx, upTo); err != nil {
 		b.close()
-		return nil, fmt.Errorf("migrate store %s: %w", Redact(dsn), err)
+		return nil, openError("migrate store %s: %w", dsn, err)
 	}
 	return db, nil
+}
+
+// openError words a failed Open: a store that cannot write is named in its
+// StorageError, which then says it all ("open store /x.db: the disk is full").
+func openError(format, dsn string, err error) error {
+	if se := (*StorageError)(nil); errors.As(err, &se) {
+		return fmt.Errorf("open %w", se)
+	}
+	return fmt.Errorf(format, Redact(dsn), err)
 }
 
 // Redact returns dsn with any password replaced, for messages and logs: in

@@ -2,13 +2,18 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/store"
@@ -133,6 +138,122 @@ func TestInventory(t *testing.T) {
 		}
 		if got, _ := db.ActiveHosts(ctx); got[0].Address != "10.9.9.9" {
 			t.Fatalf("upsert: %+v", got[0])
+		}
+	})
+}
+
+// One machine, one entry: a host whose address and port another id has
+// (stored, disabled, or in the same import) is refused, as is an explicit
+// port 0, and a refused import changes nothing.
+func TestInventoryOneEntryPerMachine(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		stored := []rollout.Host{
+			{ID: "web-1", Address: "10.0.0.4", Port: 22},
+			{ID: "web-2", Address: "Web2.Example.com", Port: 2222},
+			{ID: "web-3", Address: "10.0.0.6", Port: 22, Disabled: true},
+		}
+		if err := db.PutHosts(ctx, stored); err != nil {
+			t.Fatal(err)
+		}
+		before, err := db.ListHosts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			put  []rollout.Host
+			want string
+		}{
+			{"a stored machine under a new id", []rollout.Host{{ID: "new-1", Address: "10.0.0.9", Port: 22}, {ID: "web-7", Address: "10.0.0.4", Port: 22}},
+				"hosts web-1 and web-7 have the same address 10.0.0.4:22"},
+			{"a name in another case", []rollout.Host{{ID: "web-8", Address: "web2.example.COM", Port: 2222}}, "hosts web-2 and web-8"},
+			{"a disabled host's machine", []rollout.Host{{ID: "web-9", Address: "10.0.0.6", Port: 22}}, "hosts web-3 and web-9"},
+			{"a stored host moved onto another", []rollout.Host{{ID: "web-2", Address: "10.0.0.4", Port: 22}}, "hosts web-1 and web-2"},
+			{"twice in one import", []rollout.Host{{ID: "new-1", Address: "10.0.0.9", Port: 22}, {ID: "new-2", Address: "10.0.0.9", Port: 22}},
+				"hosts new-1 and new-2 have the same address 10.0.0.9:22"},
+			{"port 0", []rollout.Host{{ID: "new-1", Address: "10.0.0.9", Port: 22}, {ID: "new-3", Address: "10.0.0.10", Port: 0}}, "host new-3: port 0"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := db.PutHosts(ctx, tc.put)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.want)
+				}
+				if after, _ := db.ListHosts(ctx); !reflect.DeepEqual(after, before) {
+					t.Fatalf("a refused import changed the inventory:\nbefore %+v\nafter  %+v", before, after)
+				}
+			})
+		}
+
+		// Two hosts trading addresses in one import is no duplicate.
+		swap := []rollout.Host{{ID: "web-1", Address: "web2.example.com", Port: 2222}, {ID: "web-2", Address: "10.0.0.4", Port: 22}}
+		if err := db.PutHosts(ctx, swap); err != nil {
+			t.Fatalf("swap: %v", err)
+		}
+		if got, err := db.ActiveHosts(ctx); err != nil || len(got) != 2 || got[0] != swap[0] || got[1] != swap[1] {
+			t.Fatalf("after the swap: %v %+v", err, got)
+		}
+
+		// A rollout's snapshot with one machine twice is not recorded.
+		twice := []rollout.Host{{ID: "a", Address: "10.0.0.4", Port: 22}, {ID: "b", Address: "10.0.0.4", Port: 0}}
+		err = db.CreateRollout(ctx, newRollout("p1"), twice, time.Minute)
+		if err == nil || !strings.Contains(err.Error(), "hosts a and b have the same address 10.0.0.4:22") {
+			t.Fatalf("snapshot with one machine twice: %v", err)
+		}
+		if rs, _ := db.Rollouts(ctx, 10); len(rs) != 0 {
+			t.Fatalf("a refused snapshot was recorded: %+v", rs[0])
+		}
+	})
+}
+
+// rawExec runs a statement on the store's database behind its back, as an
+// older rolloutbot or an operator's hand would.
+func rawExec(t *testing.T, dsn, stmt string) {
+	t.Helper()
+	ctx := context.Background()
+	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two entries for one machine stored before they were refused fail the
+// store's inventory, and every import until one is moved or removed.
+func TestInventoryStoredDuplicates(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		rawExec(t, dsn, `INSERT INTO hosts (id, address, port, created_at, updated_at) VALUES
+			('web-1', '10.0.0.4', 22, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP),
+			('web-7', '10.0.0.4', 22, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`)
+		const want = "hosts web-1 and web-7 have the same address 10.0.0.4:22"
+		if _, err := db.ActiveHosts(ctx); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("active hosts: %v", err)
+		}
+		if err := db.PutHosts(ctx, []rollout.Host{{ID: "web-2", Address: "10.0.0.5", Port: 22}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("import beside the pair: %v", err)
+		}
+		if err := db.PutHosts(ctx, []rollout.Host{{ID: "web-7", Address: "10.0.0.7", Port: 22}}); err != nil {
+			t.Fatalf("moving one of the pair: %v", err)
+		}
+		if got, err := db.ActiveHosts(ctx); err != nil || len(got) != 2 {
+			t.Fatalf("after the move: %v %+v", err, got)
 		}
 	})
 }

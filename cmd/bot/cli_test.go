@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,6 +139,16 @@ func TestCLIImportBadFileChangesNothing(t *testing.T) {
 			[]string{"line 5", "ssh"}},
 		{"yaml duplicate id", "dup.yaml", "- {id: web-1, address: 10.9.9.1}\n- {id: new-1, address: 10.9.9.9}\n- {id: new-1, address: 10.9.9.8}\n",
 			[]string{"line 3", "new-1", "line 2"}},
+		{"csv one machine twice", "machine.csv", "id,address,port\nweb-1,10.9.9.1,22\nnew-1,10.9.9.9,\nnew-2,10.9.9.9,22\n",
+			[]string{"line 4", "hosts new-1 and new-2 have the same address 10.9.9.9:22", "line 3"}},
+		{"yaml one machine twice", "machine.yaml", "- {id: web-1, address: 10.9.9.1}\n- {id: new-1, address: Box.Example.com}\n- {id: new-2, address: box.example.com, port: 22}\n",
+			[]string{"line 3", "hosts new-1 and new-2 have the same address", "line 2"}},
+		{"a stored host's machine", "stored.csv", "id,address,port\nweb-1,10.9.9.1,22\nnew-1,10.9.9.9,22\nnew-2,10.0.0.3,22\n",
+			[]string{"hosts web-3 and new-2 have the same address 10.0.0.3:22"}},
+		{"csv port 0", "port0.csv", "id,address,port\nweb-1,10.9.9.1,22\nnew-1,10.9.9.9,22\nnew-2,10.9.9.8,0\n",
+			[]string{"line 4", "host new-2: port 0"}},
+		{"yaml port 0", "port0.yaml", "- {id: web-1, address: 10.9.9.1}\n- {id: new-1, address: 10.9.9.9}\n- {id: new-2, address: 10.9.9.8, port: 0}\n",
+			[]string{"line 3", "host new-2: port 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := f.writeFile(tc.file, tc.data)
@@ -169,6 +180,29 @@ func TestCLIImportBadFileChangesNothing(t *testing.T) {
 	if _, err := f.inProc("hosts", "add", "new-3", "10.0.0.9 10.0.0.8"); err == nil {
 		t.Error("adding a host with a bad address succeeded")
 	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"hosts", "add", "new-3", "10.0.0.9", "--port", "0"}, "host new-3: port 0"},
+		{[]string{"hosts", "add", "new-3", "10.0.0.2", "--port", "2222"}, "hosts web-2 and new-3 have the same address 10.0.0.2:2222"},
+		{[]string{"hosts", "add", "new-3", "10.0.0.1"}, "hosts web-1 and new-3 have the same address 10.0.0.1:22"},
+		{[]string{"hosts", "add", "web-1", "10.0.0.3"}, "hosts web-1 and web-3 have the same address 10.0.0.3:22"},
+	} {
+		if out, err := f.inProc(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+	if after := f.mustInProc("hosts", "list"); after != before {
+		t.Errorf("hosts changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// What a user sees from the real program: the message on stderr, exit 1.
+	dup := f.writeFile("dup-machine.csv", "id,address\nnew-1,10.9.9.9\nnew-2,10.9.9.9\n")
+	if code, out := f.run("hosts", "import", dup); code != 1 ||
+		!strings.Contains(out, "rolloutbot: "+dup+": line 3: hosts new-1 and new-2 have the same address 10.9.9.9:22") {
+		t.Errorf("rolloutbot hosts import %s exited %d:\n%s", dup, code, out)
+	}
 	if after := f.mustInProc("hosts", "list"); after != before {
 		t.Errorf("hosts changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
@@ -198,6 +232,23 @@ func TestCLIHostsCommandsFollowTheInventorySource(t *testing.T) {
 	if out := f.mustInProc("hosts", "list"); !strings.Contains(out, "2 hosts") {
 		t.Errorf("hosts list:\n%s", out)
 	}
+}
+
+// A file inventory with one machine entered twice starts nothing: both
+// entries and the address are named, and no host is contacted.
+func TestCLIFileInventoryOneMachineTwice(t *testing.T) {
+	f := newFixture(t, fixtureOptions{hosts: 2})
+	h := f.fleet.Hosts()[0]
+	f.writeFile("hosts.yaml", fmt.Sprintf("hosts:\n  - {id: a, address: %s, port: %d}\n  - {id: b, address: %s, port: %d}\n",
+		h.Address, h.Port, h.Address, h.Port))
+	want := fmt.Sprintf("hosts a and b have the same address %s:%d", h.Address, h.Port)
+	for _, cmd := range []string{"start", "plan"} {
+		if out, err := f.inProc("rollout", cmd, "v2"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("rollout %s v2: %v, want an error containing %q\n%s", cmd, err, want, out)
+		}
+	}
+	f.assertFleetUntouched("one machine twice")
+	f.assertNoRollouts("one machine twice")
 }
 
 // A wrong DATABASE_URL fails at start, naming DATABASE_URL and the host,

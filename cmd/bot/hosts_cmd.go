@@ -56,7 +56,7 @@ func (m *Main) hostsCmd(ctx context.Context, args []string) error {
 	switch sub {
 	case "import":
 		if err := db.PutHosts(ctx, imported); err != nil {
-			return err
+			return fmt.Errorf("import %s: %w", pos[0], err)
 		}
 		fmt.Fprintf(m.Stdout, "imported %d hosts from %s\n", len(imported), pos[0])
 	case "list":
