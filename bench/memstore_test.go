@@ -153,6 +153,12 @@ func (m *memStore) ResumeRollout(context.Context, *rollout.Rollout, time.Duratio
 	return rollout.ErrNotHalted
 }
 func (m *memStore) Audit(context.Context, rollout.AuditEntry) error { return nil }
+func (m *memStore) StartUndo(context.Context, int64, rollout.Undo, string, time.Duration) (*rollout.Rollout, error) {
+	return nil, rollout.ErrNotRunning
+}
+func (m *memStore) RequestUndo(context.Context, int64, rollout.Undo) (*rollout.Rollout, error) {
+	return nil, rollout.ErrNotRunning
+}
 
 // counting wraps a store and counts the writes a rollout makes.
 type counting struct {

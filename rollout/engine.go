@@ -338,6 +338,9 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 		}
 	}
 	r.Phase, r.Halt, r.WaitUntil = PhaseRunning, nil, time.Time{}
+	if r.Undo != nil {
+		r.Phase = PhaseRollingBack // a halted rollback goes on rolling back
+	}
 	r.Owner = e.cfg.Owner
 	r.UpdatedAt = e.clock.Now()
 	if err := e.cfg.Store.ResumeRollout(ctx, r, e.cfg.LeaseTTL); err != nil {

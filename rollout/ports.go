@@ -42,6 +42,15 @@ type Store interface {
 	// stage and segment, leased to r.Owner for ttl (a new epoch);
 	// ErrNotHalted when it is not halted.
 	ResumeRollout(ctx context.Context, r *Rollout, ttl time.Duration) error
+	// StartUndo turns rollout id into a rollback requested by u: an ended
+	// rollout, then leased to owner for ttl, or an active one owner drives.
+	// It marks the hosts the rollback concerns pending, clears the halt and
+	// begins a new epoch, recorded in Undo.Epoch. ErrRolledBack when one was
+	// asked for already; *ActiveError when another rollout is active.
+	StartUndo(ctx context.Context, id int64, u Undo, owner string, ttl time.Duration) (*Rollout, error)
+	// RequestUndo asks the driver of an active rollout to halt it, then roll
+	// it back. ErrNotRunning when it is not active.
+	RequestUndo(ctx context.Context, id int64, u Undo) (*Rollout, error)
 	Audit(ctx context.Context, e AuditEntry) error
 }
 

@@ -9,6 +9,7 @@ import (
 // Counts is the number of hosts in each status.
 type Counts struct {
 	Pending, Updating, Success, Failed, RolledBack, Skipped int
+	Undo                                                    UndoCounts // of a rollback of the rollout
 }
 
 // Add counts d more hosts in status s.
@@ -40,6 +41,7 @@ func CountResults(rs []HostResult) Counts {
 	var c Counts
 	for _, r := range rs {
 		c.Add(r.Status, 1)
+		c.Undo.Add(r.Undo.Status, 1)
 	}
 	return c
 }
@@ -81,10 +83,15 @@ func Outcome(r *Rollout, c Counts) string {
 		}
 		return "completed, " + strings.Join(extra, ", ")
 	case PhaseHalted:
+		if r.Undo != nil && r.Halt != nil {
+			return "rollback " + r.Halt.String() + " (" + c.Undo.String() + ")"
+		}
 		if r.Halt != nil {
 			return r.Halt.String()
 		}
 		return "halted"
+	case PhaseRolledBack:
+		return "rolled back: " + c.Undo.String()
 	case PhaseFailed:
 		if r.Error != "" {
 			return "failed: " + r.Error
@@ -106,8 +113,9 @@ const (
 	EventHostDone     EventKind = "host_done" // after the result is persisted
 	EventStageDone    EventKind = "stage_done"
 	EventPaused       EventKind = "paused"
-	EventStopping     EventKind = "stopping" // shutdown: no new host starts; Pause is the grace for the hosts in flight
-	EventEnded        EventKind = "ended"    // completed, halted or failed; after it is persisted
+	EventStopping     EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
+	EventUndoStarted  EventKind = "undo_started" // a driver began or took up the rollback
+	EventEnded        EventKind = "ended"        // completed, halted, failed or rolled back; after it is persisted
 )
 
 // Event is one step of a rollout's progress, with a snapshot of the whole.

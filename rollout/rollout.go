@@ -102,11 +102,15 @@ const (
 	PhaseHalted    Phase = "halted"    // stopped by Halt, with every host settled; resumable
 	PhaseCompleted Phase = "completed" // every stage ran
 	PhaseFailed    Phase = "failed"    // an internal error stopped it (Error), not host failures
+	// PhaseRollingBack puts every host the rollout changed back on its own
+	// previous version, newest first (Undo says who asked and why).
+	PhaseRollingBack Phase = "rolling_back"
+	PhaseRolledBack  Phase = "rolled_back" // the rollback ran to its end
 )
 
 // Ended reports whether the phase is an end: nothing drives the rollout any more.
 func (p Phase) Ended() bool {
-	return p == PhaseHalted || p == PhaseCompleted || p == PhaseFailed
+	return p == PhaseHalted || p == PhaseCompleted || p == PhaseFailed || p == PhaseRolledBack
 }
 
 // Active reports whether a driver has work ahead: the phase is not an end.
@@ -119,6 +123,17 @@ type Halt struct {
 	By     string // a Slack user ID, a CLI user, or AutoHalter
 	Reason string
 	At     time.Time
+}
+
+// Undo is a request to put back every host a rollout changed.
+type Undo struct {
+	By     string
+	Reason string
+	At     time.Time
+	// Epoch is the lease epoch the rollback began under: a host's record of
+	// a rollback under it or later is the rollback's own, not the per-host
+	// rollback of a failed update.
+	Epoch int64
 }
 
 // AutoHalter is Halt.By when a stage crossed its failure threshold.
@@ -206,7 +221,10 @@ type Rollout struct {
 	WaitUntil time.Time
 	// Halt is set when a halt was asked for: the driver lets the hosts in
 	// flight finish, then the phase becomes PhaseHalted and Halt says why.
-	Halt  *Halt
+	Halt *Halt
+	// Undo is set once a rollback of the rollout was asked for: a running
+	// rollout halts first, then rolls back.
+	Undo  *Undo
 	Error string // why it failed, in PhaseFailed
 
 	StartedBy string // who asked for it: a Slack user ID, a CLI user, a schedule
@@ -266,6 +284,12 @@ func (r *Rollout) Label() string {
 	switch {
 	case r.Phase.Active() && r.Halt != nil:
 		return "halting"
+	case r.Phase == PhaseRollingBack:
+		return "rolling back"
+	case r.Phase == PhaseRolledBack:
+		return "rolled back"
+	case r.Phase == PhaseHalted && r.Undo != nil:
+		return "rollback halted"
 	case r.Phase == PhaseRunning && r.Stage < len(stages):
 		return fmt.Sprintf("stage %d%%", stages[r.Stage])
 	case r.Phase == PhasePaused && r.Stage < len(stages):
@@ -290,6 +314,35 @@ type HostResult struct {
 	Output      string // tail of the failing command's output
 	StartedAt   time.Time
 	FinishedAt  time.Time
+	Undo        UndoResult // its part of a rollback of the rollout, if any
+}
+
+// UndoStatus is where one host is in its rollout's rollback.
+type UndoStatus string
+
+// Undo statuses. A host the rollback does not concern has none.
+const (
+	UndoNone      UndoStatus = ""
+	UndoPending   UndoStatus = "pending"    // to be put back
+	UndoRunning   UndoStatus = "restoring"  // its rollback is recorded as started
+	UndoRestored  UndoStatus = "restored"   // back on its previous version, healthy
+	UndoFailed    UndoStatus = "failed"     // could not be put back: Error says why
+	UndoLeft      UndoStatus = "left"       // runs neither version: changed by hand, left alone
+	UndoNotNeeded UndoStatus = "not_needed" // already on its previous version
+)
+
+// Done reports whether the host's rollback has ended.
+func (s UndoStatus) Done() bool {
+	return s == UndoRestored || s == UndoFailed || s == UndoLeft || s == UndoNotNeeded
+}
+
+// UndoResult is one host's part of its rollout's rollback.
+type UndoResult struct {
+	Status     UndoStatus
+	Error      string
+	Output     string // tail of the failing command's output
+	StartedAt  time.Time
+	FinishedAt time.Time
 }
 
 // AuditEntry records who did or tried what.
@@ -315,8 +368,10 @@ var (
 	ErrNotRunning     = errors.New("no rollout is running")
 	// ErrFenced means a host refused a command because a newer driver has
 	// commanded it since: this driver was replaced.
-	ErrFenced   = errors.New("host is driven by a newer driver")
-	ErrConnLost = errors.New("connection lost")
+	ErrFenced = errors.New("host is driven by a newer driver")
+	// ErrRolledBack means a rollback of the rollout was asked for already.
+	ErrRolledBack = errors.New("the rollout is rolled back already")
+	ErrConnLost   = errors.New("connection lost")
 )
 
 // ActiveError names the rollout that blocks another start.

@@ -112,8 +112,10 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		switch {
 		case fatal != nil:
 			return ru.stopped(ctx, fatal)
+		case r.Phase == PhaseRollingBack && r.Halt == nil && ctx.Err() == nil:
+			return ru.undo(ctx, hostCtx)
 		case r.Halt != nil:
-			return ru.settleHalt(hostCtx)
+			return ru.settleHalt(ctx, hostCtx)
 		case ctx.Err() != nil:
 			return ru.stopped(ctx, ctx.Err())
 		}
@@ -150,8 +152,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		switch {
 		case fatal != nil:
 			return ru.stopped(ctx, fatal)
-		case halt != nil && (remaining > 0 || next >= 0 || halt.Auto()):
-			return ru.settleHalt(hostCtx)
+		case halt != nil && (remaining > 0 || next >= 0 || halt.Auto() || ru.snapshot().Undo != nil):
+			return ru.settleHalt(ctx, hostCtx)
 		case remaining > 0 && ctx.Err() != nil:
 			return ru.stopped(ctx, ctx.Err())
 		case remaining > 0:
@@ -222,9 +224,20 @@ func (ru *run) recheck(ctx, hostCtx context.Context) error {
 	return nil
 }
 
-// settleHalt ends the rollout as halted, with the halt it was asked for.
-func (ru *run) settleHalt(ctx context.Context) (*Rollout, error) {
-	return ru.finish(ctx, PhaseHalted)
+// settleHalt ends the rollout as halted, with the halt it was asked for,
+// once no host is in flight; or, when a rollback was asked for too, goes on
+// to roll it back.
+func (ru *run) settleHalt(ctx, hostCtx context.Context) (*Rollout, error) {
+	if r := ru.snapshot(); r.Undo != nil && r.Phase != PhaseRollingBack {
+		if err := ru.beginUndo(hostCtx); err != nil {
+			return ru.stopped(ctx, err)
+		}
+		if ctx.Err() != nil {
+			return ru.stopped(ctx, ctx.Err())
+		}
+		return ru.undo(ctx, hostCtx)
+	}
+	return ru.finish(hostCtx, PhaseHalted)
 }
 
 // nextStage is the index of the next non-empty stage after k, or -1.
@@ -278,11 +291,23 @@ func (ru *run) runStage(ctx, hostCtx context.Context, st Stage) {
 	ru.runHosts(ctx, hostCtx, st, todo, false)
 }
 
-// runHosts takes the hosts todo through their update, at most Concurrency at
-// once. It starts no host once a halt is asked for (the threshold's
-// included), the lease is lost or ctx is cancelled, unless they are re-checks,
-// which go on until the lease is lost or hostCtx ends.
+// runHosts takes the hosts todo through their update (re-checks when
+// recheck), at most Concurrency at once.
 func (ru *run) runHosts(ctx, hostCtx context.Context, st Stage, todo []int, recheck bool) {
+	rechecks := 0
+	if recheck {
+		rechecks = len(todo)
+	}
+	ru.pool(ctx, hostCtx, todo, rechecks, ru.updateHost, func(before, res HostResult, err error) { ru.record(st, before, res, err) })
+}
+
+// pool runs do on the hosts todo, at most Concurrency at once, and hands each
+// outcome, once stored, to record. It starts no host once a halt is asked for
+// (the threshold's included), the lease is lost or ctx is cancelled; but the
+// first rechecks hosts of todo, which a previous driver left in flight, go on
+// until the lease is lost or hostCtx ends: they are finished, whatever comes.
+func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
+	do func(context.Context, HostResult) (HostResult, error), record func(before, res HostResult, err error)) {
 	next := 0
 	var wg sync.WaitGroup
 	for range min(ru.r.Settings.Concurrency, len(todo)) {
@@ -290,7 +315,7 @@ func (ru *run) runHosts(ctx, hostCtx context.Context, st Stage, todo []int, rech
 			for {
 				ru.mu.Lock()
 				stop := ru.fatal != nil || hostCtx.Err() != nil
-				if !recheck {
+				if next >= rechecks {
 					stop = stop || ru.r.Halt != nil || ctx.Err() != nil
 				}
 				if next >= len(todo) || stop {
@@ -300,16 +325,21 @@ func (ru *run) runHosts(ctx, hostCtx context.Context, st Stage, todo []int, rech
 				i := todo[next]
 				next++
 				hr := ru.results[i]
-				ru.counts.Add(hr.Status, -1)
-				ru.counts.Add(StatusUpdating, 1)
-				ru.emit(EventHostStarted, &hr, st, 0)
+				if ru.r.Phase == PhaseRollingBack {
+					ru.counts.Undo.Add(hr.Undo.Status, -1)
+					ru.counts.Undo.Add(UndoRunning, 1)
+				} else {
+					ru.counts.Add(hr.Status, -1)
+					ru.counts.Add(StatusUpdating, 1)
+				}
+				ru.emit(EventHostStarted, &hr, ru.stages[ru.r.Stage], 0)
 				ru.mu.Unlock()
 
-				res, err := ru.updateHost(hostCtx, hr)
+				res, err := do(hostCtx, hr)
 				if err == nil {
 					err = ru.w.save(hostCtx, res)
 				}
-				ru.record(st, hr, res, err)
+				record(hr, res, err)
 			}
 		})
 	}
@@ -453,7 +483,7 @@ func (ru *run) watch(ctx context.Context) {
 		case err != nil:
 			continue // the store is away; writes wait for it, and the lease runs out
 		case cur.Halt != nil:
-			ru.requestHalt(*cur.Halt)
+			ru.request(cur)
 		}
 	}
 }

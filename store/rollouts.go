@@ -13,16 +13,19 @@ import (
 
 const rolloutCols = `id, version, stages, concurrency, pause_ms, threshold, seed, host_count,
 	phase, stage, segment_done, segment_failures, wait_until, halt_by, halt_reason, halt_at, error,
+	undo_by, undo_reason, undo_at, undo_epoch,
 	started_by, source, owner, lease_until, epoch, channel, message_ts, created_at, updated_at, finished_at`
 
 func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var r rollout.Rollout
 	var stages, source, phase string
 	var pauseMS int64
-	var wait, haltAt, lease, finished sql.NullTime
+	var wait, haltAt, undoAt, lease, finished sql.NullTime
 	var h rollout.Halt
+	var u rollout.Undo
 	err := sc.Scan(&r.ID, &r.Version, &stages, &r.Settings.Concurrency, &pauseMS, &r.Settings.Threshold, &r.Seed, &r.Hosts,
 		&phase, &r.Stage, &r.Segment.Done, &r.Segment.Failures, &wait, &h.By, &h.Reason, &haltAt, &r.Error,
+		&u.By, &u.Reason, &undoAt, &u.Epoch,
 		&r.StartedBy, &source, &r.Owner, &lease, &r.Epoch, &r.Channel, &r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished)
 	if err != nil {
 		return nil, err
@@ -36,6 +39,10 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	if haltAt.Valid {
 		h.At = haltAt.Time
 		r.Halt = &h
+	}
+	if undoAt.Valid {
+		u.At = undoAt.Time
+		r.Undo = &u
 	}
 	return &r, nil
 }
@@ -215,9 +222,11 @@ func (db *DB) RequestHalt(ctx context.Context, id int64, h rollout.Halt) (*rollo
 }
 
 // ResumeRollout makes a halted rollout active again with r's phase, stage and
-// segment, leased to r.Owner for ttl under a new epoch.
+// segment, leased to r.Owner for ttl under a new epoch. A halted rollback
+// keeps its request and goes on rolling back.
 func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Duration) error {
-	err := db.b.queryRow(ctx, `UPDATE rollouts SET phase = $2, stage = $3, segment_done = $4, segment_failures = $5,
+	err := db.b.queryRow(ctx, `UPDATE rollouts SET phase = CASE WHEN undo_at IS NULL THEN $2 ELSE 'rolling_back' END,
+		stage = $3, segment_done = $4, segment_failures = $5,
 		wait_until = NULL, halt_by = '', halt_reason = '', halt_at = NULL, error = '', finished_at = NULL, updated_at = $6,
 		owner = $7, lease_until = `+db.b.after("$8")+`, epoch = epoch + 1
 		WHERE id = $1 AND phase = 'halted'
@@ -233,6 +242,85 @@ func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Du
 	return err
 }
 
+// undoTargets is the condition on a rollout's hosts that its rollback
+// concerns: every host whose update may be applied. A host that failed before
+// its update ran (unreachable, refused, changed key) or skipped it is not.
+const undoTargets = `(status IN ('success', 'rolled_back', 'updating') OR (status = 'failed' AND step IN ('update', 'health', 'rollback')))`
+
+// StartUndo turns rollout id into a rollback, with u as its request: an
+// ended rollout (not rolled back already), which then becomes the active one
+// leased to owner for ttl, or an active one owner drives. It marks the hosts
+// the rollback concerns pending, clears any halt, and begins a new epoch,
+// recorded as the rollback's. A second active rollout is refused with an
+// *rollout.ActiveError.
+func (db *DB) StartUndo(ctx context.Context, id int64, u rollout.Undo, owner string, ttl time.Duration) (*rollout.Rollout, error) {
+	var r *rollout.Rollout
+	err := db.withTx(ctx, func(t tx) error {
+		var err error
+		// A request stored before (RequestUndo) is kept.
+		r, err = scanRollout(t.queryRow(ctx, `UPDATE rollouts SET phase = 'rolling_back',
+			undo_by = CASE WHEN undo_at IS NULL THEN $2 ELSE undo_by END,
+			undo_reason = CASE WHEN undo_at IS NULL THEN $3 ELSE undo_reason END,
+			undo_at = COALESCE(undo_at, $4), undo_epoch = epoch + 1, epoch = epoch + 1,
+			halt_by = '', halt_reason = '', halt_at = NULL, error = '',
+			wait_until = NULL, finished_at = NULL, owner = $5, lease_until = `+db.b.after("$6")+`, updated_at = $4
+			WHERE id = $1 AND ((undo_at IS NULL AND phase IN ('halted', 'completed', 'failed'))
+				OR (active AND owner = $5 AND phase <> 'rolling_back'))
+			RETURNING `+rolloutCols, id, u.By, storable(u.Reason), u.At.UTC(), owner, ttl.Microseconds()))
+		if err != nil {
+			return err
+		}
+		_, err = t.exec(ctx, `UPDATE rollout_hosts SET undo_status = 'pending' WHERE rollout_id = $1 AND `+undoTargets, id)
+		return err
+	})
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		cur, err := db.Rollout(ctx, id)
+		switch {
+		case err != nil:
+			return nil, err
+		case cur.Undo != nil:
+			return cur, rollout.ErrRolledBack
+		}
+		return cur, rollout.ErrLeaseLost
+	case err != nil && db.b.isUniqueViolation(err):
+		return nil, db.activeError(ctx)
+	}
+	return r, err
+}
+
+// RequestUndo asks the driver of an active rollout to halt it and then roll
+// it back; an earlier halt request stays, as the halt that comes first. It
+// returns the rollout as stored; rollout.ErrNotRunning when it is not active,
+// rollout.ErrRolledBack when a rollback was asked for already.
+func (db *DB) RequestUndo(ctx context.Context, id int64, u rollout.Undo) (*rollout.Rollout, error) {
+	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET undo_by = $2, undo_reason = $3, undo_at = $4,
+		halt_by = CASE WHEN halt_at IS NULL THEN $2 ELSE halt_by END,
+		halt_reason = CASE WHEN halt_at IS NULL THEN $5 ELSE halt_reason END,
+		halt_at = COALESCE(halt_at, $4)
+		WHERE id = $1 AND active AND undo_at IS NULL RETURNING `+rolloutCols,
+		id, u.By, storable(u.Reason), u.At.UTC(), storable(prefixed("to roll back", u.Reason))))
+	if !errors.Is(err, rollout.ErrNotFound) {
+		return r, err
+	}
+	cur, err := db.Rollout(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case cur.Undo != nil:
+		return cur, rollout.ErrRolledBack
+	}
+	return cur, rollout.ErrNotRunning
+}
+
+// prefixed is what, then ": " and s when s is not empty.
+func prefixed(what, s string) string {
+	if s == "" {
+		return what
+	}
+	return what + ": " + s
+}
+
 // SetStatusMessage records where a rollout's Slack status message is.
 func (db *DB) SetStatusMessage(ctx context.Context, id int64, channel, ts string) error {
 	_, err := db.b.exec(ctx, `UPDATE rollouts SET channel = $2, message_ts = $3 WHERE id = $1`, id, channel, ts)
@@ -240,16 +328,19 @@ func (db *DB) SetStatusMessage(ctx context.Context, id int64, channel, ts string
 }
 
 const hostResultCols = `rollout_id, idx, host_id, address, port, ssh_user, label, status, step,
-	prev_version, new_version, error, output, started_at, finished_at`
+	prev_version, new_version, error, output, started_at, finished_at,
+	undo_status, undo_error, undo_output, undo_started_at, undo_finished_at`
 
 func scanHostResult(sc interface{ Scan(...any) error }) (rollout.HostResult, error) {
 	var hr rollout.HostResult
-	var status, step string
-	var started, finished sql.NullTime
+	var status, step, undo string
+	var started, finished, undoStarted, undoFinished sql.NullTime
 	err := sc.Scan(&hr.RolloutID, &hr.Index, &hr.Host.ID, &hr.Host.Address, &hr.Host.Port, &hr.Host.User,
-		&hr.Host.Label, &status, &step, &hr.PrevVersion, &hr.NewVersion, &hr.Error, &hr.Output, &started, &finished)
-	hr.Status, hr.Step = rollout.Status(status), rollout.Step(step)
+		&hr.Host.Label, &status, &step, &hr.PrevVersion, &hr.NewVersion, &hr.Error, &hr.Output, &started, &finished,
+		&undo, &hr.Undo.Error, &hr.Undo.Output, &undoStarted, &undoFinished)
+	hr.Status, hr.Step, hr.Undo.Status = rollout.Status(status), rollout.Step(step), rollout.UndoStatus(undo)
 	hr.StartedAt, hr.FinishedAt = timeOf(started), timeOf(finished)
+	hr.Undo.StartedAt, hr.Undo.FinishedAt = timeOf(undoStarted), timeOf(undoFinished)
 	return hr, err
 }
 
@@ -313,12 +404,14 @@ func storable(s string) string {
 
 // updateResultSQL writes one host result; the owner check fences it.
 const updateResultSQL = `UPDATE rollout_hosts SET status = $3, step = $4, prev_version = $5, new_version = $6,
-	error = $7, output = $8, started_at = $9, finished_at = $10
+	error = $7, output = $8, started_at = $9, finished_at = $10,
+	undo_status = $11, undo_error = $12, undo_output = $13, undo_started_at = $14, undo_finished_at = $15
 	WHERE rollout_id = $1 AND idx = $2`
 
 func resultArgs(hr rollout.HostResult) []any {
 	return []any{hr.RolloutID, hr.Index, string(hr.Status), string(hr.Step), hr.PrevVersion, hr.NewVersion,
-		storable(hr.Error), storable(hr.Output), nullTime(hr.StartedAt), nullTime(hr.FinishedAt)}
+		storable(hr.Error), storable(hr.Output), nullTime(hr.StartedAt), nullTime(hr.FinishedAt),
+		string(hr.Undo.Status), storable(hr.Undo.Error), storable(hr.Undo.Output), nullTime(hr.Undo.StartedAt), nullTime(hr.Undo.FinishedAt)}
 }
 
 // Audit appends to the audit log.

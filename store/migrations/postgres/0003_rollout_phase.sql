@@ -1,9 +1,10 @@
 -- 0003: a rollout's state is one phase (running, paused, halted, completed,
--- failed) with its stage, the stage's segment and one halt (by, reason, at),
+-- failed, rolling_back, rolled_back) with its stage, the stage's segment and one halt (by, reason, at),
 -- instead of a state text that mixed stage and outcome and halt fields kept
 -- in step by hand. epoch fences the hosts' commands: it grows each time a
 -- process takes the rollout over. Rollouts active during the upgrade keep
--- their stage; their segment restarts at the stage's beginning.
+-- their stage; their segment restarts at the stage's beginning. undo_* keep
+-- a rollback of the rollout: who asked, and each host's part in it.
 
 ALTER TABLE rollouts
 	ADD COLUMN phase            TEXT,
@@ -40,5 +41,18 @@ ALTER TABLE rollouts
 
 -- active is derived from phase: every phase that is not an end is active, so
 -- waiting phases added later need no migration here.
-ALTER TABLE rollouts ADD COLUMN active BOOLEAN GENERATED ALWAYS AS (phase NOT IN ('halted', 'completed', 'failed')) STORED;
+ALTER TABLE rollouts ADD COLUMN active BOOLEAN GENERATED ALWAYS AS (phase NOT IN ('halted', 'completed', 'failed', 'rolled_back')) STORED;
 CREATE UNIQUE INDEX rollouts_one_active ON rollouts (active) WHERE active;
+
+ALTER TABLE rollouts
+	ADD COLUMN undo_by     TEXT NOT NULL DEFAULT '',
+	ADD COLUMN undo_reason TEXT NOT NULL DEFAULT '',
+	ADD COLUMN undo_at     TIMESTAMPTZ,
+	ADD COLUMN undo_epoch  BIGINT NOT NULL DEFAULT 0;
+
+ALTER TABLE rollout_hosts
+	ADD COLUMN undo_status      TEXT NOT NULL DEFAULT '',
+	ADD COLUMN undo_error       TEXT NOT NULL DEFAULT '',
+	ADD COLUMN undo_output      TEXT NOT NULL DEFAULT '',
+	ADD COLUMN undo_started_at  TIMESTAMPTZ,
+	ADD COLUMN undo_finished_at TIMESTAMPTZ;
