@@ -26,6 +26,9 @@ type fleet struct {
 	vgates       map[string]chan struct{} // hold the version read, before the update is recorded
 	updates      map[string]int
 	last         map[string]rollout.LastCommand // each host's record of its last update or rollback
+	rollbacks    map[string]int                 // rollback commands per host
+	rolledBack   []string                       // hosts in the order their rollback began
+	rbgates      map[string]chan struct{}       // hold a rollback
 	started      []string                       // hosts in the order their update began
 	connected    int                            // connections open now
 	maxConn      int
@@ -36,7 +39,7 @@ type fleet struct {
 func newFleet() *fleet {
 	return &fleet{changed: make(chan struct{}), version: map[string]string{}, initial: map[string]string{},
 		behavior: map[string]string{}, gates: map[string]chan struct{}{}, vgates: map[string]chan struct{}{}, updates: map[string]int{},
-		last: map[string]rollout.LastCommand{}}
+		last: map[string]rollout.LastCommand{}, rollbacks: map[string]int{}, rbgates: map[string]chan struct{}{}}
 }
 
 func (f *fleet) signal() {
@@ -199,16 +202,28 @@ func (c *fakeConn) Health(ctx context.Context) (string, error) {
 
 func (c *fakeConn) Rollback(ctx context.Context, v string) (string, error) {
 	c.f.mu.Lock()
-	defer c.f.mu.Unlock()
 	if c.lost {
+		c.f.mu.Unlock()
 		return "", rollout.ErrConnLost
 	}
+	c.f.rollbacks[c.id]++
+	c.f.rolledBack = append(c.f.rolledBack, c.id)
+	c.record(rollout.StepRollback, false, 0)
+	g := c.f.rbgates[c.id]
+	c.f.signal()
+	c.f.mu.Unlock()
+	if err := pass(ctx, g); err != nil {
+		return "", err
+	}
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
 	if c.f.behavior[c.id] == "rollback-fails" {
 		c.record(rollout.StepRollback, true, 2)
 		return "rollback: no such version\n", errors.New("exit status 2")
 	}
 	c.f.version[c.id] = v
 	c.record(rollout.StepRollback, true, 0)
+	c.f.signal()
 	return "", nil
 }
 
@@ -294,7 +309,13 @@ type harness struct {
 
 func newHarness(t *testing.T, n int, s rollout.Settings) *harness {
 	t.Helper()
-	db, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "r.db"), nil)
+	return newHarnessOn(t, "sqlite:"+filepath.Join(t.TempDir(), "r.db"), n, s)
+}
+
+// newHarnessOn is newHarness on the store dsn names.
+func newHarnessOn(t *testing.T, dsn string, n int, s rollout.Settings) *harness {
+	t.Helper()
+	db, err := store.Open(context.Background(), dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
