@@ -232,14 +232,7 @@ type HaltRequest struct {
 // ErrHalting.
 func (e *Engine) Halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	r, err := e.halt(ctx, req)
-	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "halt", Allowed: err == nil, Detail: req.Reason}
-	if r != nil {
-		entry.RolloutID = r.ID
-	}
-	if err != nil {
-		entry.Detail = fmt.Sprintf("refused: %v", err)
-	}
-	e.Audit(ctx, entry)
+	e.auditRequest(ctx, AuditEntry{Actor: req.Actor, Source: req.Source, Action: "halt", Detail: req.Reason}, r, err)
 	return r, err
 }
 
@@ -282,14 +275,7 @@ type ResumeRequest struct {
 // only the hosts run after the resume. Like Start it does not drive the rollout.
 func (e *Engine) Resume(ctx context.Context, req ResumeRequest) (*Rollout, error) {
 	r, err := e.resume(ctx, req)
-	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "resume", Allowed: err == nil}
-	if r != nil {
-		entry.RolloutID = r.ID
-	}
-	if err != nil {
-		entry.Detail = fmt.Sprintf("refused: %v", err)
-	}
-	e.Audit(ctx, entry)
+	e.auditRequest(ctx, AuditEntry{Actor: req.Actor, Source: req.Source, Action: "resume"}, r, err)
 	if err == nil {
 		e.log.InfoContext(ctx, "rollout resumed", "rollout_id", r.ID, "actor", req.Actor, "stage", r.Label())
 		e.Kick()
@@ -456,6 +442,19 @@ func (e *Engine) drive(ctx context.Context, id int64) (*Rollout, error) {
 	e.runs[id] = ru
 	e.mu.Unlock()
 	return ru.drive(ctx)
+}
+
+// auditRequest records a request on rollout r (nil when none was found), as
+// refused when err is not nil.
+func (e *Engine) auditRequest(ctx context.Context, entry AuditEntry, r *Rollout, err error) {
+	entry.Allowed = err == nil
+	if r != nil {
+		entry.RolloutID = r.ID
+	}
+	if err != nil {
+		entry.Detail = fmt.Sprintf("refused: %v", err)
+	}
+	e.Audit(ctx, entry)
 }
 
 // Audit records an entry in the audit log. While the store is away entries

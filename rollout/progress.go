@@ -48,22 +48,31 @@ func CountResults(rs []HostResult) Counts {
 
 // String is a short tally, e.g. "37 updated, 1 skipped, 2 rolled back".
 func (c Counts) String() string {
-	var parts []string
-	add := func(n int, what string) {
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, what))
-		}
+	var t tally
+	t.add(c.Success, "updated")
+	t.add(c.Skipped, "skipped")
+	t.add(c.RolledBack, "rolled back")
+	t.add(c.Failed, "failed")
+	t.add(c.Updating, "in flight")
+	t.add(c.Pending, "not started")
+	return t.or("no hosts")
+}
+
+// tally is "N what" parts, for the non-zero counts.
+type tally []string
+
+func (t *tally) add(n int, what string) {
+	if n > 0 {
+		*t = append(*t, fmt.Sprintf("%d %s", n, what))
 	}
-	add(c.Success, "updated")
-	add(c.Skipped, "skipped")
-	add(c.RolledBack, "rolled back")
-	add(c.Failed, "failed")
-	add(c.Updating, "in flight")
-	add(c.Pending, "not started")
-	if len(parts) == 0 {
-		return "no hosts"
+}
+
+// or joins the parts, or says none when there is none.
+func (t tally) or(none string) string {
+	if len(t) == 0 {
+		return none
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(t, ", ")
 }
 
 // Outcome says how a rollout ended, never a bare "success": a completed rollout

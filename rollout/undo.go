@@ -44,22 +44,14 @@ func (c UndoCounts) Done() int { return c.Restored + c.Failed + c.Left + c.NotNe
 
 // String is a short tally, e.g. "118 restored, 2 failed, 1 left alone".
 func (c UndoCounts) String() string {
-	var parts []string
-	add := func(n int, what string) {
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, what))
-		}
-	}
-	add(c.Restored, "restored")
-	add(c.Failed, "failed")
-	add(c.Left, "left alone (changed by hand)")
-	add(c.NotNeeded, "already back")
-	add(c.Restoring, "in flight")
-	add(c.Pending, "to go")
-	if len(parts) == 0 {
-		return "no hosts to put back"
-	}
-	return strings.Join(parts, ", ")
+	var t tally
+	t.add(c.Restored, "restored")
+	t.add(c.Failed, "failed")
+	t.add(c.Left, "left alone (changed by hand)")
+	t.add(c.NotNeeded, "already back")
+	t.add(c.Restoring, "in flight")
+	t.add(c.Pending, "to go")
+	return t.or("no hosts to put back")
 }
 
 // RollbackRequest asks to put back every host a rollout changed.
@@ -220,14 +212,7 @@ var ErrLaterRollout = errors.New("a later rollout touched the same hosts")
 // engine (Serve drives it, or Run). Like Start, it does not drive it.
 func (e *Engine) Rollback(ctx context.Context, req RollbackRequest) (*Rollout, error) {
 	r, err := e.rollback(ctx, req)
-	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "rollback", Allowed: err == nil, Detail: req.Reason}
-	if r != nil {
-		entry.RolloutID = r.ID
-	}
-	if err != nil {
-		entry.Detail = fmt.Sprintf("refused: %v", err)
-	}
-	e.Audit(ctx, entry)
+	e.auditRequest(ctx, AuditEntry{Actor: req.Actor, Source: req.Source, Action: "rollback", Detail: req.Reason}, r, err)
 	if err == nil {
 		e.log.InfoContext(ctx, "rollback requested", "rollout_id", r.ID, "actor", req.Actor, "reason", req.Reason, "phase", r.Phase)
 		e.Kick()
