@@ -198,12 +198,15 @@ func (e *Engine) rollbackTarget(ctx context.Context, id int64) (*Rollout, []Host
 		}
 		n := 0
 		for _, hr := range lr {
-			if hr.Status != StatusPending && hr.Status != StatusSkipped && changed[hr.Host.ID] {
+			// A skipped host was commanded too (its version read): it now
+			// refuses the older rollout's commands (its fence), even once
+			// the later rollout is rolled back.
+			if hr.Status != StatusPending && changed[hr.Host.ID] {
 				n++
 			}
 		}
 		if n > 0 {
-			return nil, nil, fmt.Errorf("%w: rollout #%d (%s) touched %d of the hosts #%d changed since; roll back #%d first",
+			return nil, nil, fmt.Errorf("%w: rollout #%d (%s) touched %d of the hosts #%d changed since; roll back #%d, or roll out the version wanted",
 				ErrLaterRollout, l.ID, l.Version, n, r.ID, l.ID)
 		}
 	}
