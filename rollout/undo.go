@@ -243,7 +243,9 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 	if err != nil {
 		return nil, err
 	}
-	if r.Undo != nil {
+	// A request its driver never took up (Epoch 0), because the rollout
+	// ended first, is begun now; StartUndo keeps who asked and why.
+	if r.Undo != nil && (r.Undo.Epoch > 0 || r.Phase.Active()) {
 		return r, fmt.Errorf("rollout #%d: %w (asked by %s at %s; %s)", r.ID, ErrRolledBack, r.Undo.By,
 			r.Undo.At.Local().Format(time.DateTime), r.Label())
 	}
