@@ -184,7 +184,7 @@ func TestCLIRollbackOfARunningRollout(t *testing.T) {
 	f.waitUpdates(2)
 	out := f.mustRun(0, "rollout", "rollback", "canary", "is", "sick")
 	assertContains(t, "rollback", out, "rollback requested for rollout #1 (v2): it halts first")
-	if !strings.Contains(out, "driven by another process") && !strings.Contains(out, "its driver rolled rollout #1 back") {
+	if !strings.Contains(out, "is driven by another process") && !strings.Contains(out, "ended meanwhile, under its driver") {
 		t.Errorf("the rollback does not say the driver does it:\n%s", out)
 	}
 	if code := driver.wait(t); code != 3 {

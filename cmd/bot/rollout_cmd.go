@@ -514,7 +514,7 @@ func (m *Main) rolloutRollback(ctx context.Context, args []string) error {
 	err = m.awaitLease(ctx, a, r)
 	switch {
 	case errors.Is(err, errDriven):
-		fmt.Fprintf(m.Stdout, "%v; it halts the rollout and rolls it back (`rolloutbot rollout status` shows how far it is)\n", err)
+		fmt.Fprintf(m.Stdout, "%v; that process rolls it back (`rolloutbot rollout status` shows how far it is)\n", err)
 		return nil
 	case errors.Is(err, rollout.ErrNotRunning):
 		return m.endedMeanwhile(ctx, a, progress, status, req, r.ID)
@@ -535,7 +535,7 @@ func (m *Main) endedMeanwhile(ctx context.Context, a *app, progress *console.Pro
 		return err
 	}
 	if r.Undo != nil && r.Undo.Epoch > 0 {
-		fmt.Fprintf(m.Stdout, "its driver rolled rollout #%d back:\n", id)
+		fmt.Fprintf(m.Stdout, "the rollback of rollout #%d ended meanwhile, under its driver:\n", id)
 		return m.ended(ctx, a, r, toRollBack)
 	}
 	fmt.Fprintf(m.Stdout, "rollout #%d ended (%s) before its driver took the request up; rolling it back here\n", id, r.Label())
