@@ -57,8 +57,34 @@ func (p *Progress) Notify(ev rollout.Event) {
 		if !p.tty {
 			p.lastBar = ev.At // the first progress line comes one interval in
 		}
-		p.line("rollout #%d: %s to %d hosts (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
-			r.ID, r.Version, r.Hosts, joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
+		switch {
+		case r.Undo != nil && r.Phase == rollout.PhaseRollingBack:
+			p.line("rollout #%d (%s): rollback asked by %s%s", r.ID, r.Version, r.Undo.By, prefixed(": ", r.Undo.Reason))
+		case r.Undo != nil:
+			p.line("rollout #%d (%s): rollback asked by %s%s; halting it first, the hosts in flight finish",
+				r.ID, r.Version, r.Undo.By, prefixed(": ", r.Undo.Reason))
+		default:
+			p.line("rollout #%d: %s to %d hosts (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
+				r.ID, r.Version, r.Hosts, joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
+		}
+	case rollout.EventUndoStarted:
+		u := pr.Counts.Undo
+		togo := u.Pending + u.Restoring
+		extra := ""
+		if u.Done() > 0 {
+			extra = fmt.Sprintf(" (%d done before)", u.Done())
+		}
+		p.line("↩ rolling back #%d (%s): %d %s to put back%s, newest first, %d at once", r.ID, r.Version,
+			togo, plural(togo, "host", "hosts"), extra, r.Settings.Concurrency)
+	case rollout.EventHostDone:
+		if r.Phase == rollout.PhaseRollingBack {
+			p.undoLine(ev.Host)
+			break
+		}
+		if h := ev.Host; h.Status.Failure() {
+			p.line("  %s %s %s at %s: %s%s", mark(h.Status), h.Host.ID, strings.ReplaceAll(string(h.Status), "_", " "),
+				h.Step, Clip(h.Error, 160), tailHint(h.Output))
+		}
 	case rollout.EventStageStarted:
 		st := ev.Stage
 		extra := ""
@@ -66,33 +92,57 @@ func (p *Progress) Notify(ev rollout.Event) {
 			extra = fmt.Sprintf(", halts at %d failed", at)
 		}
 		p.line("▶ stage %d%%: hosts %d–%d of %d%s", st.Percent, st.Start+1, st.End, r.Hosts, extra)
-	case rollout.EventHostDone:
-		if h := ev.Host; h.Status.Failure() {
-			p.line("  %s %s %s at %s: %s%s", mark(h.Status), h.Host.ID, strings.ReplaceAll(string(h.Status), "_", " "),
-				h.Step, Clip(h.Error, 160), tailHint(h.Output))
-		}
 	case rollout.EventStageDone:
 		p.line("✓ stage %d%% done: %d hosts, %d failed; fleet: %s", ev.Stage.Percent, ev.Stage.Size(), pr.StageFailures, pr.Counts)
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
 	case rollout.EventHalting:
-		if r.Halt.Auto() {
-			p.line("■ halting: %s; letting %d hosts in flight finish", r.Halt.Reason, pr.Counts.Updating)
-		} else {
-			p.line("■ halt requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), pr.Counts.Updating)
+		switch {
+		case r.Phase == rollout.PhaseRollingBack:
+			p.line("■ halt of the rollback requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), inFlight(pr))
+		case r.Undo != nil:
+			p.line("■ rollback requested by %s%s: halting first; letting %d hosts in flight finish", r.Undo.By, parens(r.Undo.Reason), inFlight(pr))
+		case r.Halt.Auto():
+			p.line("■ halting: %s; letting %d hosts in flight finish", r.Halt.Reason, inFlight(pr))
+		default:
+			p.line("■ halt requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), inFlight(pr))
 		}
 	case rollout.EventStopping:
-		if n := pr.Counts.Updating; n > 0 {
+		if n := inFlight(pr); n > 0 {
 			p.line("■ stopping: waiting up to %s for %d %s in flight — Ctrl-C again to stop now", ev.Pause, n, plural(n, "host", "hosts"))
 		} else {
 			p.line("■ stopping: no host is in flight")
 		}
 	case rollout.EventEnded:
 		p.bar(pr, ev.At, true)
+		if r.Undo != nil && (r.Phase == rollout.PhaseRolledBack || r.Phase == rollout.PhaseHalted) {
+			// Outcome tallies the rollback; the update's counts would read as its result.
+			p.line("■ rollout #%d %s in %s", r.ID, rollout.Outcome(&r, pr.Counts), p.elapsed(ev.At))
+			return
+		}
 		p.line("■ rollout #%d %s — %s in %s", r.ID, rollout.Outcome(&r, pr.Counts), pr.Counts, p.elapsed(ev.At))
 		return
 	}
 	p.bar(pr, ev.At, false)
+}
+
+// undoLine prints a host of a rollback that could not be put back, or was
+// left alone; the hosts put back get no line of their own.
+func (p *Progress) undoLine(h *rollout.HostResult) {
+	switch h.Undo.Status {
+	case rollout.UndoFailed:
+		p.line("  ✗ %s not put back on %s: %s%s", h.Host.ID, orDash(h.PrevVersion), Clip(h.Undo.Error, 160), tailHint(h.Undo.Output))
+	case rollout.UndoLeft:
+		p.line("  ? %s left alone: %s", h.Host.ID, Clip(h.Undo.Error, 160))
+	}
+}
+
+// inFlight is the number of hosts being updated, or put back in a rollback.
+func inFlight(pr rollout.Progress) int {
+	if pr.Rollout.Phase == rollout.PhaseRollingBack {
+		return pr.Counts.Undo.Restoring
+	}
+	return pr.Counts.Updating
 }
 
 func (p *Progress) elapsed(now time.Time) time.Duration {
@@ -125,14 +175,22 @@ func (p *Progress) bar(pr rollout.Progress, now time.Time, force bool) {
 		return
 	}
 	p.lastBar = now
-	c := pr.Counts
-	total := max(c.Total(), 1)
 	const width = 30
-	filled := c.Done() * width / total
-	st := pr.StageInfo()
-	text := fmt.Sprintf("[%s%s] %d/%d  stage %d%%  ✓%d ↷%d ↺%d ✗%d  ⋯%d in flight  %s",
-		strings.Repeat("█", filled), strings.Repeat("░", width-filled), c.Done(), c.Total(), st.Percent,
-		c.Success, c.Skipped, c.RolledBack, c.Failed, c.Updating, p.elapsed(now))
+	var text string
+	if u := pr.Counts.Undo; pr.Rollout.Phase == rollout.PhaseRollingBack || (pr.Rollout.Undo != nil && u.Total() > 0) {
+		total := max(u.Total(), 1)
+		filled := u.Done() * width / total
+		text = fmt.Sprintf("[%s%s] %d/%d  rolling back  ↩%d ✗%d ?%d  ⋯%d in flight  %s",
+			strings.Repeat("█", filled), strings.Repeat("░", width-filled), u.Done(), u.Total(),
+			u.Restored+u.NotNeeded, u.Failed, u.Left, u.Restoring, p.elapsed(now))
+	} else {
+		c := pr.Counts
+		total := max(c.Total(), 1)
+		filled := c.Done() * width / total
+		text = fmt.Sprintf("[%s%s] %d/%d  stage %d%%  ✓%d ↷%d ↺%d ✗%d  ⋯%d in flight  %s",
+			strings.Repeat("█", filled), strings.Repeat("░", width-filled), c.Done(), c.Total(), pr.StageInfo().Percent,
+			c.Success, c.Skipped, c.RolledBack, c.Failed, c.Updating, p.elapsed(now))
+	}
 	if p.tty {
 		fmt.Fprint(p.w, "\r\x1b[K"+text)
 		p.barShown = true
@@ -175,6 +233,13 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+func parens(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }
 
 func prefixed(prefix, s string) string {

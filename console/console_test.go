@@ -141,3 +141,122 @@ func TestWriteStatus(t *testing.T) {
 		t.Errorf("the limit of 1 failure listed is not kept:\n%s", got)
 	}
 }
+
+// undoScript is the rollback of a completed rollout of 4 hosts, as the
+// engine reports it: one put back, one whose rollback failed, one changed by
+// hand and left alone, one already back.
+func undoScript() []rollout.Event {
+	t0 := time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)
+	r := rollout.Rollout{ID: 12, Version: "v2", Hosts: 4, Phase: rollout.PhaseRollingBack,
+		Settings: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30},
+		Undo:     &rollout.Undo{By: "alice", Reason: "bad metrics", At: t0, Epoch: 2}}
+	stages := r.StageList()
+	c := rollout.Counts{Success: 4, Undo: rollout.UndoCounts{Pending: 4}}
+	var evs []rollout.Event
+	at := t0
+	add := func(kind rollout.EventKind, host *rollout.HostResult) {
+		evs = append(evs, rollout.Event{Kind: kind, At: at, Host: host, Stage: stages[0],
+			Progress: rollout.Progress{Rollout: r, Stages: stages, Counts: c}})
+		at = at.Add(500 * time.Millisecond)
+	}
+	done := func(id string, s rollout.UndoStatus, errText, out string) *rollout.HostResult {
+		c.Undo.Pending--
+		c.Undo.Add(s, 1)
+		return &rollout.HostResult{Host: rollout.Host{ID: id}, Status: rollout.StatusRolledBack, Step: rollout.StepHealth,
+			Error: "health failed in the rollout", PrevVersion: "v1", NewVersion: "v2",
+			Undo: rollout.UndoResult{Status: s, Error: errText, Output: out}}
+	}
+	add(rollout.EventStarted, nil)
+	add(rollout.EventUndoStarted, nil)
+	add(rollout.EventHostDone, done("vps-a", rollout.UndoRestored, "", ""))
+	add(rollout.EventHostDone, done("vps-b", rollout.UndoFailed, "rollback to v1 failed: exited with status 2", "no such version\n"))
+	add(rollout.EventHostDone, done("vps-c", rollout.UndoLeft, "runs v9, not v2 as the rollout left it: changed by hand? left alone", ""))
+	add(rollout.EventHostDone, done("vps-d", rollout.UndoNotNeeded, "", ""))
+	r.Phase = rollout.PhaseRolledBack
+	add(rollout.EventEnded, nil)
+	return evs
+}
+
+// A rollback's progress: who asked and why, what it puts back, each host it
+// could not put back or left alone with why, and its outcome; nothing of the
+// rollout's own host failures, and a bar that counts the rollback.
+func TestProgressOfARollback(t *testing.T) {
+	for _, tty := range []bool{false, true} {
+		var out bytes.Buffer
+		p := console.NewProgress(&out, tty)
+		for _, ev := range undoScript() {
+			p.Notify(ev)
+		}
+		p.Finish()
+		got := out.String()
+		for _, want := range []string{
+			"rollout #12 (v2): rollback asked by alice: bad metrics\n",
+			"↩ rolling back #12 (v2): 4 hosts to put back, newest first, 2 at once\n",
+			"  ✗ vps-b not put back on v1: rollback to v1 failed: exited with status 2 | no such version\n",
+			"  ? vps-c left alone: runs v9, not v2 as the rollout left it: changed by hand? left alone\n",
+			"■ rollout #12 rolled back: 1 restored, 1 failed, 1 left alone (changed by hand), 1 already back in 3s\n",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("tty %v: output lacks %q:\n%s", tty, want, got)
+			}
+		}
+		for _, not := range []string{"vps-a", "vps-d", "health failed in the rollout", "to 4 hosts (stages", "updated"} {
+			if strings.Contains(got, not) {
+				t.Errorf("tty %v: output has %q:\n%s", tty, not, got)
+			}
+		}
+		if tty && !strings.Contains(got, "] 4/4  rolling back  ↩2 ✗1 ?1") {
+			t.Errorf("the bar does not count the rollback:\n%q", got)
+		}
+	}
+}
+
+// The halt that comes before a rollback of a running rollout says so.
+func TestProgressRollbackOfARunningRollout(t *testing.T) {
+	r := rollout.Rollout{ID: 5, Version: "v3", Hosts: 10, Phase: rollout.PhaseRunning,
+		Settings: rollout.Settings{Stages: []int{10, 100}, Concurrency: 2},
+		Halt:     &rollout.Halt{By: "bob", Reason: "to roll back: oops"}, Undo: &rollout.Undo{By: "bob", Reason: "oops"}}
+	var out bytes.Buffer
+	p := console.NewProgress(&out, false)
+	p.Notify(rollout.Event{Kind: rollout.EventHalting, Progress: rollout.Progress{Rollout: r, Stages: r.StageList(),
+		Counts: rollout.Counts{Updating: 2, Pending: 8}}})
+	if got, want := out.String(), "■ rollback requested by bob (oops): halting first; letting 2 hosts in flight finish\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// status shows a rollback: who asked and why, its tally, and the hosts not
+// put back with why; a halted rollback says how to continue it.
+func TestWriteStatusOfARollback(t *testing.T) {
+	at := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	r := &rollout.Rollout{ID: 9, Version: "v3", Hosts: 4, Phase: rollout.PhaseHalted, StartedBy: "alice", Source: rollout.SourceCLI,
+		Settings: rollout.Settings{Stages: []int{100}}, CreatedAt: at, FinishedAt: at.Add(time.Minute),
+		Halt: &rollout.Halt{By: "bob", Reason: "wait"}, Undo: &rollout.Undo{By: "carol", Reason: "errors up", At: at, Epoch: 3}}
+	undo := []rollout.UndoResult{{Status: rollout.UndoRestored}, {Status: rollout.UndoFailed, Error: "rollback to v2 failed: exit 1"},
+		{Status: rollout.UndoLeft, Error: "runs v7, not v3"}, {Status: rollout.UndoPending}}
+	var results []rollout.HostResult
+	for i, u := range undo {
+		results = append(results, rollout.HostResult{Index: i, Host: rollout.Host{ID: "h" + string(rune('0'+i))},
+			Status: rollout.StatusSuccess, PrevVersion: "v2", NewVersion: "v3", Undo: u})
+	}
+	var out bytes.Buffer
+	console.WriteStatus(&out, r, results, 0)
+	got := out.String()
+	for _, want := range []string{"rollout #9: v3, rollback halted by bob: wait (1 restored, 1 failed, 1 left alone (changed by hand), 1 to go)",
+		"rollback: asked by carol at", ": errors up", "rollback: 4 hosts — 1 restored", "`rolloutbot rollout resume` continues it",
+		"not put back (2):", "✗ h1", "rollback to v2 failed: exit 1", "? h2", "left alone", "runs v7, not v3"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+	out.Reset()
+	console.WriteHost(&out, results[1])
+	if got := out.String(); !strings.Contains(got, "rollback: failed") || !strings.Contains(got, "error: rollback to v2 failed") {
+		t.Errorf("host:\n%s", got)
+	}
+	out.Reset()
+	console.WriteHistory(&out, []*rollout.Rollout{r}, map[int64]rollout.Counts{9: rollout.CountResults(results)})
+	if got := out.String(); !strings.Contains(got, "rollback halted by bob: wait (1 restored") {
+		t.Errorf("history:\n%s", got)
+	}
+}

@@ -23,18 +23,21 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 	var stages []string
 	for _, st := range r.StageList() {
 		s := fmt.Sprintf("%d%% (%d)", st.Percent, st.Size())
-		if st.Index == r.Stage && r.Phase.Active() {
+		if st.Index == r.Stage && r.Phase.Active() && r.Phase != rollout.PhaseRollingBack {
 			s = "[" + s + "]"
 		}
 		stages = append(stages, s)
 	}
 	fmt.Fprintf(w, "  stages: %s\n", strings.Join(stages, " → "))
-	if r.Phase.Active() && r.Owner == "" && c.Updating > 0 {
+	if cut := c.Updating + c.Undo.Restoring; r.Phase.Active() && r.Owner == "" && cut > 0 {
 		fmt.Fprintf(w, "  no process drives it now: the %d %s in flight were cut off and are re-checked when it goes on (`rollout resume`)\n",
-			c.Updating, plural(c.Updating, "host", "hosts"))
+			cut, plural(cut, "host", "hosts"))
 	}
 	if r.Phase.Active() && r.Halt != nil {
 		fmt.Fprintf(w, "  halting: %s\n", r.Halt)
+	}
+	if r.Undo != nil {
+		writeUndo(w, r, results, c.Undo, limit)
 	}
 	if r.Phase == rollout.PhasePaused {
 		fmt.Fprintf(w, "  paused: the next stage starts at %s\n", r.WaitUntil.Local().Format(time.TimeOnly))
@@ -55,6 +58,44 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 			break
 		}
 		fmt.Fprintf(w, "    %s %-20s %-11s at %-8s %s\n", mark(hr.Status), hr.Host.ID, hr.Status, hr.Step, Clip(hr.Error, 120))
+	}
+}
+
+// writeUndo prints a rollout's rollback: who asked, where it is, and the
+// hosts that could not be put back or were left alone, with why.
+func writeUndo(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, u rollout.UndoCounts, limit int) {
+	fmt.Fprintf(w, "  rollback: asked by %s at %s%s\n", r.Undo.By, r.Undo.At.Local().Format(time.DateTime), prefixed(": ", r.Undo.Reason))
+	switch {
+	case r.Undo.Epoch > 0: // begun
+		fmt.Fprintf(w, "  rollback: %d %s — %s\n", u.Total(), plural(u.Total(), "host", "hosts"), u)
+		if r.Phase == rollout.PhaseHalted {
+			fmt.Fprintf(w, "  the rollback is halted: `rolloutbot rollout resume` continues it\n")
+		}
+	case r.Phase.Active():
+		fmt.Fprintf(w, "  rollback: not begun; the rollout halts first, the hosts in flight finish\n")
+	default:
+		fmt.Fprintf(w, "  rollback: not begun, the rollout ended first: `rolloutbot rollout rollback` begins it\n")
+	}
+	var bad []rollout.HostResult
+	for _, hr := range results {
+		if hr.Undo.Status == rollout.UndoFailed || hr.Undo.Status == rollout.UndoLeft {
+			bad = append(bad, hr)
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  not put back (%d):\n", len(bad))
+	for i, hr := range bad {
+		if limit > 0 && i == limit {
+			fmt.Fprintf(w, "    … and %d more (rolloutbot rollout status --failed)\n", len(bad)-limit)
+			break
+		}
+		what, mark := "failed", "✗"
+		if hr.Undo.Status == rollout.UndoLeft {
+			what, mark = "left alone", "?"
+		}
+		fmt.Fprintf(w, "    %s %-20s %-11s %s\n", mark, hr.Host.ID, what, Clip(hr.Undo.Error, 120))
 	}
 }
 
@@ -84,6 +125,22 @@ func WriteHost(w io.Writer, hr rollout.HostResult) {
 	}
 	if out := strings.TrimRight(hr.Output, "\n"); out != "" {
 		fmt.Fprintf(w, "  output (tail):\n    %s\n", strings.ReplaceAll(out, "\n", "\n    "))
+	}
+	if u := hr.Undo; u.Status != rollout.UndoNone {
+		fmt.Fprintf(w, "  rollback: %s", strings.ReplaceAll(string(u.Status), "_", " "))
+		if u.Status == rollout.UndoRestored {
+			fmt.Fprintf(w, " (back on %s)", orDash(hr.PrevVersion))
+		}
+		if !u.StartedAt.IsZero() && !u.FinishedAt.IsZero() {
+			fmt.Fprintf(w, ", took %s", u.FinishedAt.Sub(u.StartedAt).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+		if u.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", u.Error)
+		}
+		if out := strings.TrimRight(u.Output, "\n"); out != "" {
+			fmt.Fprintf(w, "    output (tail):\n      %s\n", strings.ReplaceAll(out, "\n", "\n      "))
+		}
 	}
 }
 

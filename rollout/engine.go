@@ -297,6 +297,15 @@ func (e *Engine) resume(ctx context.Context, req ResumeRequest) (*Rollout, error
 		return nil, ErrNotHalted
 	}
 	r := latest[0]
+	if r.Undo != nil && r.Undo.Epoch == 0 {
+		// Its rollback was asked for as it halted, too late for its driver
+		// to take up: resuming it is beginning that rollback.
+		started, err := e.cfg.Store.StartUndo(ctx, r.ID, *r.Undo, e.cfg.Owner, e.cfg.LeaseTTL)
+		if err != nil {
+			return r, fmt.Errorf("start the rollback of rollout #%d: %w", r.ID, err)
+		}
+		return started, nil
+	}
 	results, err := e.cfg.Store.HostResults(ctx, r.ID)
 	if err != nil {
 		return r, fmt.Errorf("read hosts of rollout #%d: %w", r.ID, err)

@@ -46,7 +46,8 @@ type Store interface {
 	// rollout, then leased to owner for ttl, or an active one owner drives.
 	// It marks the hosts the rollback concerns pending, clears the halt and
 	// begins a new epoch, recorded in Undo.Epoch. ErrRolledBack when one was
-	// asked for already; *ActiveError when another rollout is active.
+	// begun already; *ActiveError when another rollout is active. A request
+	// stored before (RequestUndo) and never begun is kept, and begun.
 	StartUndo(ctx context.Context, id int64, u Undo, owner string, ttl time.Duration) (*Rollout, error)
 	// RequestUndo asks the driver of an active rollout to halt it, then roll
 	// it back. ErrNotRunning when it is not active.

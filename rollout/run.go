@@ -226,9 +226,17 @@ func (ru *run) recheck(ctx, hostCtx context.Context) error {
 
 // settleHalt ends the rollout as halted, with the halt it was asked for,
 // once no host is in flight; or, when a rollback was asked for too, goes on
-// to roll it back.
+// to roll it back. A halted rollback first finishes the hosts a previous
+// driver left being put back, as a takeover does with updates.
 func (ru *run) settleHalt(ctx, hostCtx context.Context) (*Rollout, error) {
-	if r := ru.snapshot(); r.Undo != nil && r.Phase != PhaseRollingBack {
+	r := ru.snapshot()
+	ru.mu.Lock()
+	restoring := ru.counts.Undo.Restoring
+	ru.mu.Unlock()
+	if r.Phase == PhaseRollingBack && restoring > 0 {
+		return ru.undo(ctx, hostCtx)
+	}
+	if r.Undo != nil && r.Phase != PhaseRollingBack {
 		if err := ru.beginUndo(hostCtx); err != nil {
 			return ru.stopped(ctx, err)
 		}

@@ -190,12 +190,15 @@ func (e *Engine) rollbackTarget(ctx context.Context, id int64) (*Rollout, []Host
 		}
 		n := 0
 		for _, hr := range lr {
-			if hr.Status != StatusPending && hr.Status != StatusSkipped && changed[hr.Host.ID] {
+			// A skipped host was commanded too (its version read): it now
+			// refuses the older rollout's commands (its fence), even once
+			// the later rollout is rolled back.
+			if hr.Status != StatusPending && changed[hr.Host.ID] {
 				n++
 			}
 		}
 		if n > 0 {
-			return nil, nil, fmt.Errorf("%w: rollout #%d (%s) touched %d of the hosts #%d changed since; roll back #%d first",
+			return nil, nil, fmt.Errorf("%w: rollout #%d (%s) touched %d of the hosts #%d changed since; roll back #%d, or roll out the version wanted",
 				ErrLaterRollout, l.ID, l.Version, n, r.ID, l.ID)
 		}
 	}
@@ -225,7 +228,9 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 	if err != nil {
 		return nil, err
 	}
-	if r.Undo != nil {
+	// A request its driver never took up (Epoch 0), because the rollout
+	// ended first, is begun now; StartUndo keeps who asked and why.
+	if r.Undo != nil && (r.Undo.Epoch > 0 || r.Phase.Active()) {
 		return r, fmt.Errorf("rollout #%d: %w (asked by %s at %s; %s)", r.ID, ErrRolledBack, r.Undo.By,
 			r.Undo.At.Local().Format(time.DateTime), r.Label())
 	}

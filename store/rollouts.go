@@ -248,7 +248,8 @@ func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Du
 const undoTargets = `(status IN ('success', 'rolled_back', 'updating') OR (status = 'failed' AND step IN ('update', 'health', 'rollback')))`
 
 // StartUndo turns rollout id into a rollback, with u as its request: an
-// ended rollout (not rolled back already), which then becomes the active one
+// ended rollout (not rolled back already, or whose rollback was asked for as
+// it ended, too late for its driver), which then becomes the active one
 // leased to owner for ttl, or an active one owner drives. It marks the hosts
 // the rollback concerns pending, clears any halt, and begins a new epoch,
 // recorded as the rollback's. A second active rollout is refused with an
@@ -264,7 +265,7 @@ func (db *DB) StartUndo(ctx context.Context, id int64, u rollout.Undo, owner str
 			undo_at = COALESCE(undo_at, $4), undo_epoch = epoch + 1, epoch = epoch + 1,
 			halt_by = '', halt_reason = '', halt_at = NULL, error = '',
 			wait_until = NULL, finished_at = NULL, owner = $5, lease_until = `+db.b.after("$6")+`, updated_at = $4
-			WHERE id = $1 AND ((undo_at IS NULL AND phase IN ('halted', 'completed', 'failed'))
+			WHERE id = $1 AND ((undo_epoch = 0 AND phase IN ('halted', 'completed', 'failed'))
 				OR (active AND owner = $5 AND phase <> 'rolling_back'))
 			RETURNING `+rolloutCols, id, u.By, storable(u.Reason), u.At.UTC(), owner, ttl.Microseconds()))
 		if err != nil {
@@ -447,21 +448,24 @@ func (db *DB) AuditLog(ctx context.Context, limit int) ([]rollout.AuditEntry, er
 	return out, rs.Err()
 }
 
-// Counts tallies a rollout's hosts by status.
+// Counts tallies a rollout's hosts by status, and by their part in its
+// rollback, as rollout.CountResults does.
 func (db *DB) Counts(ctx context.Context, rolloutID int64) (rollout.Counts, error) {
-	rs, err := db.b.query(ctx, `SELECT status, count(*) FROM rollout_hosts WHERE rollout_id = $1 GROUP BY status`, rolloutID)
+	rs, err := db.b.query(ctx, `SELECT status, undo_status, count(*) FROM rollout_hosts WHERE rollout_id = $1
+		GROUP BY status, undo_status`, rolloutID)
 	if err != nil {
 		return rollout.Counts{}, err
 	}
 	defer rs.Close()
 	var c rollout.Counts
 	for rs.Next() {
-		var status string
+		var status, undo string
 		var n int
-		if err := rs.Scan(&status, &n); err != nil {
+		if err := rs.Scan(&status, &undo, &n); err != nil {
 			return rollout.Counts{}, err
 		}
 		c.Add(rollout.Status(status), n)
+		c.Undo.Add(rollout.UndoStatus(undo), n)
 	}
 	return c, rs.Err()
 }

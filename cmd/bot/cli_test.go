@@ -257,7 +257,8 @@ func TestCLIBadDatabaseURLHidesThePassword(t *testing.T) {
 	f := newFixture(t, fixtureOptions{hosts: 2})
 	commands := [][]string{
 		{"migrate"}, {"rollout", "status"}, {"rollout", "history"}, {"rollout", "start", "v2"}, {"rollout", "plan", "v2"},
-		{"rollout", "halt"}, {"rollout", "resume"}, {"hosts", "list"}, {"config", "check"},
+		{"rollout", "halt"}, {"rollout", "resume"}, {"rollout", "rollback"}, {"rollout", "plan", "--rollback"},
+		{"hosts", "list"}, {"config", "check"},
 	}
 	check := func(t *testing.T, wantHost bool) {
 		for _, args := range commands {

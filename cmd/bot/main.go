@@ -79,9 +79,11 @@ usage: rolloutbot COMMAND [flags]
   demo                   a rollout against a simulated fleet on this machine (no Slack, no setup)
   rollout start VERSION  start a rollout from the terminal and follow it (break-glass when Slack is down)
   rollout plan VERSION   show the stages and the failures that would halt each
+  rollout plan --rollback [--id N]   show what a rollback would put back, to which versions
   rollout status         the current or last rollout (--failed, --host HOST, --id N)
-  rollout halt [REASON]  halt the running rollout
-  rollout resume         continue a halted rollout, or one whose driver died
+  rollout halt [REASON]  halt the running rollout, or rollback
+  rollout resume         continue a halted rollout or rollback, or one whose driver died
+  rollout rollback [REASON] [--id N]   put back every host the latest rollout (or #N) changed, and follow it
   rollout history        the last rollouts
   hosts import FILE      add or replace hosts from a CSV or YAML file (all or nothing)
   hosts list|add|remove|disable|enable|unpin

@@ -17,7 +17,7 @@ import (
 
 func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|history [flags]\n")
+		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|rollback|history [flags]\n")
 		return errUsage
 	}
 	switch args[0] {
@@ -31,10 +31,12 @@ func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
 		return m.rolloutHalt(ctx, args[1:])
 	case "resume":
 		return m.rolloutResume(ctx, args[1:])
+	case "rollback":
+		return m.rolloutRollback(ctx, args[1:])
 	case "history":
 		return m.rolloutHistory(ctx, args[1:])
 	}
-	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, history)\n", args[0])
+	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, rollback, history)\n", args[0])
 	return errUsage
 }
 
@@ -87,7 +89,7 @@ func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.
 	return version, s, nil
 }
 
-// openForRollout reads start's and plan's flags and opens the program.
+// openForRollout reads start's flags and opens the program.
 func (m *Main) openForRollout(ctx context.Context, name string, args []string, notify notify) (*app, string, rollout.Settings, error) {
 	fs, cfgPath := m.flags(name)
 	sf := addSettingsFlags(fs)
@@ -95,7 +97,13 @@ func (m *Main) openForRollout(ctx context.Context, name string, args []string, n
 	if err != nil {
 		return nil, "", rollout.Settings{}, err
 	}
-	cfg, err := m.loadConfig(*cfgPath)
+	return m.openWithSettings(ctx, *cfgPath, sf, pos, notify)
+}
+
+// openWithSettings loads the configuration, applies the settings flags to
+// its defaults, and opens the program.
+func (m *Main) openWithSettings(ctx context.Context, cfgPath string, sf settingsFlags, pos []string, notify notify) (*app, string, rollout.Settings, error) {
+	cfg, err := m.loadConfig(cfgPath)
 	if err != nil {
 		return nil, "", rollout.Settings{}, err
 	}
@@ -119,13 +127,38 @@ func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return m.follow(ctx, a, progress, status, r.ID)
+	return m.follow(ctx, a, progress, status, r.ID, toComplete)
+}
+
+// goal is how a followed rollout must end for the command to succeed.
+type goal int
+
+const (
+	toComplete goal = iota // every stage ran
+	toRollBack             // the rollback ran to its end and no host failed to be put back
+)
+
+// met reports whether rollout r, with host counts c, ended as g asks.
+func (g goal) met(r *rollout.Rollout, c rollout.Counts) bool {
+	if g == toRollBack {
+		return r.Phase == rollout.PhaseRolledBack && c.Undo.Failed == 0
+	}
+	return r.Phase == rollout.PhaseCompleted
+}
+
+// goalOf is what following r means: finishing its rollback, when one was
+// asked for, else completing it.
+func goalOf(r *rollout.Rollout) goal {
+	if r.Undo != nil {
+		return toRollBack
+	}
+	return toComplete
 }
 
 // follow drives a rollout in this process until it ends, or until the user
 // interrupts: then hosts in flight finish and the rollout stays active for
 // `rollout resume` (or a running bot) to continue.
-func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, status *bot.Status, id int64) error {
+func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, status *bot.Status, id int64, g goal) error {
 	if status != nil {
 		// The status writer outlives ctx by its last flush of the final state.
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -144,13 +177,19 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 	if err != nil {
 		return err
 	}
-	results, err := a.db.HostResults(context.WithoutCancel(ctx), id)
+	fmt.Fprintln(m.Stdout)
+	return m.ended(context.WithoutCancel(ctx), a, final, g)
+}
+
+// ended prints how rollout r ended, and fails with errNotCompleted when it
+// did not end as g asks.
+func (m *Main) ended(ctx context.Context, a *app, r *rollout.Rollout, g goal) error {
+	results, err := a.db.HostResults(ctx, r.ID)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(m.Stdout)
-	console.WriteStatus(m.Stdout, final, results, 20)
-	if final.Phase != rollout.PhaseCompleted {
+	console.WriteStatus(m.Stdout, r, results, 20)
+	if !g.met(r, rollout.CountResults(results)) {
 		return errNotCompleted
 	}
 	return nil
@@ -162,19 +201,23 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 func (m *Main) stoppedFollowing(a *app, id int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	what := fmt.Sprintf("rollout #%d", id)
+	if r, err := a.db.Rollout(ctx, id); err == nil {
+		what = subject(r)
+	}
 	results, err := a.db.HostResults(ctx, id)
 	if err != nil {
-		return fmt.Errorf("stopped following rollout #%d; its hosts could not be read: %w", id, err)
+		return fmt.Errorf("stopped following %s; its hosts could not be read: %w", what, err)
 	}
 	var cut []string
 	for _, hr := range results {
-		if hr.Status == rollout.StatusUpdating {
+		if hr.Status == rollout.StatusUpdating || hr.Undo.Status == rollout.UndoRunning {
 			cut = append(cut, hr.Host.ID)
 		}
 	}
 	next := "`rolloutbot rollout resume` continues it, `rolloutbot rollout halt` stops it"
 	if len(cut) == 0 {
-		fmt.Fprintf(m.Stdout, "stopped following rollout #%d after the hosts in flight finished; it is still active: %s\n", id, next)
+		fmt.Fprintf(m.Stdout, "stopped following %s after the hosts in flight finished; it is still active: %s\n", what, next)
 		return errNotCompleted
 	}
 	shown := cut[:min(len(cut), 10)]
@@ -182,13 +225,27 @@ func (m *Main) stoppedFollowing(a *app, id int64) error {
 	if len(cut) > len(shown) {
 		more = fmt.Sprintf(" and %d more", len(cut)-len(shown))
 	}
-	fmt.Fprintf(m.Stdout, "stopped following rollout #%d: it is still active and resumable; %d cut off mid-update (%s%s), "+
-		"to be re-checked before anything else when it goes on: %s\n", id, len(cut), strings.Join(shown, ", "), more, next)
+	fmt.Fprintf(m.Stdout, "stopped following %s: it is still active and resumable; %d cut off in flight (%s%s), "+
+		"to be re-checked before anything else when it goes on: %s\n", what, len(cut), strings.Join(shown, ", "), more, next)
 	return errNotCompleted
 }
 
 func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
-	a, version, s, err := m.openForRollout(ctx, "rollout plan", args, nil)
+	fs, cfgPath := m.flags("rollout plan")
+	sf := addSettingsFlags(fs)
+	undo := fs.Bool("rollback", false, "show what a rollback of the latest rollout (or --id N) would do, instead")
+	id := fs.Int64("id", 0, "with --rollback: the rollout to roll back (default: the latest)")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if *undo {
+		return m.planRollback(ctx, fs, *cfgPath, *id, pos)
+	}
+	if *id != 0 {
+		return fmt.Errorf("%w: --id goes with --rollback (a new rollout's plan takes a version)", errUsage)
+	}
+	a, version, s, err := m.openWithSettings(ctx, *cfgPath, sf, pos, nil)
 	if err != nil {
 		return err
 	}
@@ -198,6 +255,47 @@ func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprint(m.Stdout, p.String())
+	return nil
+}
+
+// planRollback prints what a rollback of rollout id (0: the latest) would
+// do; it changes nothing. A rollback takes no version or settings: it puts
+// each host back on its own recorded version, at the rollout's concurrency.
+func (m *Main) planRollback(ctx context.Context, fs *flag.FlagSet, cfgPath string, id int64, pos []string) error {
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: plan --rollback takes no version (%q): each host goes back to its own previous version", errUsage, pos[0])
+	}
+	var extra []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "rollback" && f.Name != "id" && f.Name != "config" {
+			extra = append(extra, "--"+f.Name)
+		}
+	})
+	if len(extra) > 0 {
+		return fmt.Errorf("%w: %s does not go with --rollback: a rollback runs at the rollout's own concurrency, with no stages",
+			errUsage, strings.Join(extra, ", "))
+	}
+	if id < 0 {
+		return fmt.Errorf("%w: --id %d is not a rollout number", errUsage, id)
+	}
+	cfg, err := m.loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	a, err := m.open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	p, err := a.engine.PlanRollback(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(m.Stdout, p.String())
+	if r := p.Rollout; r.Undo != nil && r.Undo.Epoch > 0 {
+		fmt.Fprintf(m.Stdout, "  note: its rollback was asked for already, by %s at %s (%s): `rolloutbot rollout rollback` would refuse\n",
+			r.Undo.By, r.Undo.At.Local().Format(time.DateTime), r.Label())
+	}
 	return nil
 }
 
@@ -297,6 +395,9 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "rollout #%d is already halting (%s)\n", r.ID, r.Halt)
 	case err != nil:
 		return err
+	case r.Phase == rollout.PhaseRollingBack:
+		fmt.Fprintf(m.Stdout, "halt requested for the rollback of rollout #%d: no new host is put back; hosts in flight finish, "+
+			"then it is halted (`rolloutbot rollout resume` continues the rollback)\n", r.ID)
 	default:
 		fmt.Fprintf(m.Stdout, "halt requested for rollout #%d: no new host starts; hosts in flight finish, then it is halted\n", r.ID)
 	}
@@ -309,7 +410,7 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	} else if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "rollout #%d has no driver: re-checking the hosts it left in flight, then halting it\n", r.ID)
+	fmt.Fprintf(m.Stdout, "%s has no driver: re-checking the hosts it left in flight, then halting it\n", subject(r))
 	final, err := a.engine.Run(ctx, r.ID)
 	if err != nil {
 		return fmt.Errorf("settle rollout #%d: %w", r.ID, err)
@@ -357,7 +458,100 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 		a.engine.Audit(ctx, rollout.AuditEntry{Actor: actor(), Source: rollout.SourceCLI, Action: "resume", RolloutID: r.ID,
 			Allowed: true, Detail: "took over an active rollout"})
 	}
-	return m.follow(ctx, a, progress, status, r.ID)
+	if r.Undo != nil {
+		fmt.Fprintf(m.Stdout, "continuing the rollback of rollout #%d (%s), asked by %s\n", r.ID, r.Version, r.Undo.By)
+	}
+	return m.follow(ctx, a, progress, status, r.ID, goalOf(r))
+}
+
+// rolloutRollback puts back every host the latest rollout (or --id N)
+// changed, and follows the rollback here as start follows a rollout. A
+// running rollout halts first: when another live process drives it, the
+// request reaches that driver through the store, and this returns.
+func (m *Main) rolloutRollback(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout rollback")
+	reason := fs.String("reason", "", "why, for the audit log and the channel")
+	id := fs.Int64("id", 0, "the rollout to roll back (default: the latest); refused when a later rollout touched its hosts")
+	pos, err := parse(fs, args, -1)
+	if err != nil {
+		return err
+	}
+	if *id < 0 {
+		return fmt.Errorf("%w: --id %d is not a rollout number", errUsage, *id)
+	}
+	if *reason == "" {
+		*reason = strings.Join(pos, " ")
+	}
+	cfg, err := m.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	progress := console.NewProgress(m.Stdout, m.TTY)
+	var status *bot.Status
+	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	req := rollout.RollbackRequest{Actor: actor(), Source: rollout.SourceCLI, Reason: *reason, ID: *id}
+	r, err := a.engine.Rollback(ctx, req)
+	switch {
+	case errors.Is(err, rollout.ErrRolledBack) && r != nil && r.Phase.Active():
+		// Under way already: its driver finishes it, or this process if it died.
+		fmt.Fprintf(m.Stdout, "rollout #%d is already being rolled back (asked by %s at %s)\n",
+			r.ID, r.Undo.By, r.Undo.At.Local().Format(time.DateTime))
+	case errors.Is(err, rollout.ErrRolledBack) && r != nil && r.Phase == rollout.PhaseHalted:
+		return fmt.Errorf("%w; `rolloutbot rollout resume` continues its rollback", err)
+	case err != nil:
+		return err
+	case r.Phase == rollout.PhaseRollingBack:
+		// It had ended: the rollback is leased to this process.
+		return m.follow(ctx, a, progress, status, r.ID, toRollBack)
+	default:
+		fmt.Fprintf(m.Stdout, "rollback requested for rollout #%d (%s): it halts first — no new host starts, "+
+			"the hosts in flight finish — then every host it changed is put back\n", r.ID, r.Version)
+	}
+	err = m.awaitLease(ctx, a, r)
+	switch {
+	case errors.Is(err, errDriven):
+		fmt.Fprintf(m.Stdout, "%v; that process rolls it back (`rolloutbot rollout status` shows how far it is)\n", err)
+		return nil
+	case errors.Is(err, rollout.ErrNotRunning):
+		return m.endedMeanwhile(ctx, a, progress, status, req, r.ID)
+	case err != nil:
+		return err
+	}
+	return m.follow(ctx, a, progress, status, r.ID, toRollBack)
+}
+
+// endedMeanwhile reports a rollout whose rollback was asked of its driver
+// and that ended while this process waited on its lease: rolled back (or
+// its rollback halted) by that driver, or ended before the driver saw the
+// request, and then rolled back from here.
+func (m *Main) endedMeanwhile(ctx context.Context, a *app, progress *console.Progress, status *bot.Status,
+	req rollout.RollbackRequest, id int64) error {
+	r, err := a.db.Rollout(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.Undo != nil && r.Undo.Epoch > 0 {
+		fmt.Fprintf(m.Stdout, "the rollback of rollout #%d ended meanwhile, under its driver:\n", id)
+		return m.ended(ctx, a, r, toRollBack)
+	}
+	fmt.Fprintf(m.Stdout, "rollout #%d ended (%s) before its driver took the request up; rolling it back here\n", id, r.Label())
+	req.ID = id
+	if r, err = a.engine.Rollback(ctx, req); err != nil {
+		return err
+	}
+	return m.follow(ctx, a, progress, status, r.ID, toRollBack)
+}
+
+// subject names rollout r for people: its rollback, once one was asked for.
+func subject(r *rollout.Rollout) string {
+	if r.Undo != nil {
+		return fmt.Sprintf("the rollback of rollout #%d", r.ID)
+	}
+	return fmt.Sprintf("rollout #%d", r.ID)
 }
 
 // errDriven means another live process drives the rollout.
@@ -379,7 +573,7 @@ func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error
 			return err
 		}
 		if told && cur.LeaseUntil.After(seen) {
-			return fmt.Errorf("rollout #%d is %w %s (it renews its lease)", r.ID, errDriven, cur.Owner)
+			return fmt.Errorf("%s is %w %s (it renews its lease)", subject(cur), errDriven, cur.Owner)
 		}
 		now, err := a.db.Now(ctx)
 		if err != nil {
@@ -387,8 +581,8 @@ func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error
 		}
 		wait := cur.LeaseUntil.Sub(now)
 		if !told {
-			fmt.Fprintf(m.Stdout, "rollout #%d is leased by %s for %s more; waiting in case its driver died\n",
-				r.ID, cur.Owner, wait.Round(100*time.Millisecond))
+			fmt.Fprintf(m.Stdout, "%s is leased by %s for %s more; waiting in case its driver died\n",
+				subject(cur), cur.Owner, wait.Round(100*time.Millisecond))
 			told = true
 		}
 		seen = cur.LeaseUntil

@@ -25,7 +25,8 @@ import (
 // recipeScript is every recipe command, per machine: its version in
 // $HOME/version, its log in $HOME/host.log, an update that sleeps
 // $HOME/update_seconds (default 3), a health check that fails while
-// $HOME/unhealthy exists and the machine is not on v1.
+// $HOME/unhealthy exists and the machine is not on v1, and a rollback that
+// sleeps $HOME/rollback_seconds if that file exists.
 const recipeScript = `#!/bin/sh
 step=$1 v=$2
 log=$HOME/host.log
@@ -38,7 +39,9 @@ update)
 	s=3; [ -f "$HOME/update_seconds" ] && read -r s <"$HOME/update_seconds"
 	sleep "$s"; echo "$v" >"$HOME/version" ;;
 health) if [ -f "$HOME/unhealthy" ] && [ "$(cat "$HOME/version")" != v1 ]; then echo "unhealthy on $(cat "$HOME/version")"; rc=1; fi ;;
-rollback) echo "$v" >"$HOME/version" ;;
+rollback)
+	[ -f "$HOME/rollback_seconds" ] && { read -r s <"$HOME/rollback_seconds"; sleep "$s"; }
+	echo "$v" >"$HOME/version" ;;
 esac
 echo "end $step $v $rc" >>"$log"
 rmdir "$HOME/busy"
