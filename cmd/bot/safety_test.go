@@ -30,6 +30,10 @@ import (
 const recipeScript = `#!/bin/sh
 step=$1 v=$2
 log=$HOME/host.log
+# A command whose session was closed under it (a health check cut off by its
+# timeout) must still reach its end and clear the marker: writes then fail
+# instead of killing the script.
+trap '' PIPE
 mkdir "$HOME/busy" 2>/dev/null || echo "OVERLAP $step $v" >>"$log"
 echo "start $step $v" >>"$log"
 rc=0

@@ -29,9 +29,19 @@ func slackFixture(t *testing.T, o fixtureOptions) (*fixture, *slackfake.Server, 
 	t.Cleanup(fake.Close)
 	fake.AddUser(slackfake.User{ID: admin, Name: "alice"})
 	fake.AddChannel("C0OPS", "ops", true)
-	addr := freeAddr(t)
-	o.extra += fmt.Sprintf("slack:\n  channel: C0OPS\n  admins: [%s]\n  edit_interval: 1s\nhttp:\n  addr: %s\n", admin, addr)
+	o.extra += fmt.Sprintf("slack:\n  channel: C0OPS\n  admins: [%s]\n  edit_interval: 1s\n", admin)
 	f := newFixture(t, o)
+	// The ops port is taken once the simulated fleet has its ports, which it
+	// takes in sequence: taken before, the fleet could bind it.
+	addr := freeAddr(t)
+	cfg, err := os.OpenFile(f.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cfg.Close()
+	if _, err := fmt.Fprintf(cfg, "http:\n  addr: %s\n", addr); err != nil {
+		t.Fatal(err)
+	}
 	f.env = append(f.env, "SLACK_BOT_TOKEN=xoxb-test", "SLACK_APP_TOKEN=xapp-test", "SLACK_API_URL="+fake.APIURL())
 	return f, fake, addr
 }
