@@ -245,9 +245,10 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 			r.Undo.At.Local().Format(time.DateTime), r.Label())
 	}
 	u := Undo{By: req.Actor, Reason: req.Reason, At: e.clock.Now()}
+	id := r.ID // r is what the store answers next, nil on some errors
 	if r.Phase.Active() {
-		if r, err = e.cfg.Store.RequestUndo(ctx, r.ID, u); err != nil {
-			return r, fmt.Errorf("record rollback of rollout #%d: %w", r.ID, err)
+		if r, err = e.cfg.Store.RequestUndo(ctx, id, u); err != nil {
+			return r, fmt.Errorf("record rollback of rollout #%d: %w", id, err)
 		}
 		e.mu.Lock()
 		local := e.runs[r.ID]
@@ -257,12 +258,12 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 		}
 		return r, nil
 	}
-	r, err = e.cfg.Store.StartUndo(ctx, r.ID, u, e.cfg.Owner, e.cfg.LeaseTTL)
+	r, err = e.cfg.Store.StartUndo(ctx, id, u, e.cfg.Owner, e.cfg.LeaseTTL)
 	var ae *ActiveError
 	if errors.As(err, &ae) {
 		return r, err
 	} else if err != nil {
-		return r, fmt.Errorf("start the rollback of rollout #%d: %w", req.ID, err)
+		return r, fmt.Errorf("start the rollback of rollout #%d: %w", id, err)
 	}
 	return r, nil
 }
