@@ -447,21 +447,24 @@ func (db *DB) AuditLog(ctx context.Context, limit int) ([]rollout.AuditEntry, er
 	return out, rs.Err()
 }
 
-// Counts tallies a rollout's hosts by status.
+// Counts tallies a rollout's hosts by status, and by their part of its
+// rollback, as rollout.CountResults does.
 func (db *DB) Counts(ctx context.Context, rolloutID int64) (rollout.Counts, error) {
-	rs, err := db.b.query(ctx, `SELECT status, count(*) FROM rollout_hosts WHERE rollout_id = $1 GROUP BY status`, rolloutID)
+	rs, err := db.b.query(ctx, `SELECT status, undo_status, count(*) FROM rollout_hosts WHERE rollout_id = $1
+		GROUP BY status, undo_status`, rolloutID)
 	if err != nil {
 		return rollout.Counts{}, err
 	}
 	defer rs.Close()
 	var c rollout.Counts
 	for rs.Next() {
-		var status string
+		var status, undo string
 		var n int
-		if err := rs.Scan(&status, &n); err != nil {
+		if err := rs.Scan(&status, &undo, &n); err != nil {
 			return rollout.Counts{}, err
 		}
 		c.Add(rollout.Status(status), n)
+		c.Undo.Add(rollout.UndoStatus(undo), n)
 	}
 	return c, rs.Err()
 }
