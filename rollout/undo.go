@@ -312,7 +312,12 @@ func (ru *run) reload(ctx context.Context, r *Rollout) error {
 	}
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	ru.r, ru.results = *r, results
+	// Only what StartUndo changes: the watch and the shutdown grace read
+	// the rollout's ID and stage without the lock.
+	ru.r.Phase, ru.r.Undo, ru.r.Halt, ru.r.Error = r.Phase, r.Undo, r.Halt, r.Error
+	ru.r.Epoch, ru.r.Owner, ru.r.LeaseUntil = r.Epoch, r.Owner, r.LeaseUntil
+	ru.r.WaitUntil, ru.r.FinishedAt, ru.r.UpdatedAt = r.WaitUntil, r.FinishedAt, r.UpdatedAt
+	ru.results = results
 	ru.counts = CountResults(results)
 	ru.haltCh = make(chan struct{})
 	if r.Halt != nil {
