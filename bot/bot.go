@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -341,27 +340,77 @@ func (b *Bot) resume(ctx context.Context, c caller) (string, error) {
 	return fmt.Sprintf("▶️ Resumed rollout #%d of %s at %s.", r.ID, escape(r.Version), stateWord(*r)), nil
 }
 
+// onAction answers a press of a status message's buttons. Each carries the
+// rollout and the state it was drawn for; a press on a message whose rollout
+// has moved on since does nothing and says what the rollout does now.
 func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 	c := caller{user: cb.User.ID, channel: cb.Channel.ID, responseURL: cb.ResponseURL}
 	for _, a := range cb.ActionCallback.BlockActions {
-		if a.ActionID != HaltActionID {
+		var action string
+		switch a.ActionID {
+		case HaltActionID:
+			action = "halt"
+		case RollbackActionID:
+			action = "rollback"
+		default:
 			continue
 		}
-		id, err := strconv.ParseInt(a.Value, 10, 64)
+		id, state, err := parseButtonValue(a.Value)
 		if err != nil {
-			b.log.WarnContext(ctx, "halt button with a bad value", "value", a.Value)
+			b.log.WarnContext(ctx, "button with a bad value", "action", a.ActionID, "value", a.Value)
 			continue
 		}
-		if !b.authorize(ctx, c, "halt", id) {
+		if !b.authorize(ctx, c, action, id) {
 			continue
 		}
-		text, err := b.halt(ctx, c, "Halt button", id)
+		text, err := b.press(ctx, c, action, id, state)
 		if err != nil {
-			b.log.ErrorContext(ctx, "halt from button failed", "rollout_id", id, "user", c.user, "err", err)
-			text = "⚠️ The halt failed: " + escape(clipLine(err.Error(), 300))
+			b.log.ErrorContext(ctx, "button failed", "action", action, "rollout_id", id, "user", c.user, "err", err)
+			text = fmt.Sprintf("⚠️ The %s failed: %s", strings.ReplaceAll(action, "rollback", "roll back"), escape(clipLine(err.Error(), 300)))
 		}
 		b.reply(ctx, c, text)
 	}
+}
+
+// press does what a button asks, if rollout id still does what the button
+// was drawn for (state).
+func (b *Bot) press(ctx context.Context, c caller, action string, id int64, state string) (string, error) {
+	r, err := b.store.Rollout(ctx, id)
+	if errors.Is(err, rollout.ErrNotFound) {
+		return fmt.Sprintf("There is no rollout #%d; nothing done.", id), nil
+	} else if err != nil {
+		return "", err
+	}
+	if now := buttonState(*r); now != state {
+		cnt, err := b.store.Counts(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		b.engine.Audit(ctx, rollout.AuditEntry{Actor: c.user, Source: rollout.SourceSlack, Action: action, RolloutID: id,
+			Allowed: false, Detail: fmt.Sprintf("stale button: drawn while %s, the rollout is %s now", state, now)})
+		return staleLine(r, cnt, state), nil
+	}
+	if action == "rollback" {
+		return b.rollback(ctx, c, "Halt & roll back button", id)
+	}
+	return b.halt(ctx, c, "Halt button", id)
+}
+
+// staleLine tells the presser of a stale button what the rollout does now.
+func staleLine(r *rollout.Rollout, c rollout.Counts, drawn string) string {
+	text := fmt.Sprintf("Nothing done: that button is from when rollout #%d was %s; now it is %s.",
+		r.ID, strings.ReplaceAll(drawn, "_", " "), escape(rollout.Outcome(r, c)))
+	switch {
+	case r.Phase == rollout.PhaseHalted:
+		text += " `/rollout resume` continues it"
+		if r.Undo == nil {
+			text += "; `/rollout rollback` puts back the hosts it updated"
+		}
+		text += "."
+	case r.Phase.Active():
+		text += " `/rollout status` shows where it is; `/rollout halt` stops it."
+	}
+	return text
 }
 
 // rollback puts back the hosts of rollout id (0: the latest), halting it
