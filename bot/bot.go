@@ -316,6 +316,9 @@ func (b *Bot) halt(ctx context.Context, c caller, reason string, id int64) (stri
 	case err != nil:
 		return "", err
 	}
+	if r.Phase == rollout.PhaseRollingBack {
+		return fmt.Sprintf("⏸ Halt requested for the rollback of rollout #%d: no more hosts are put back; the ones in flight finish. `/rollout resume` continues the rollback.", r.ID), nil
+	}
 	return fmt.Sprintf("⏸ Halt requested for rollout #%d: no new host starts; hosts in flight finish, then it stops. `/rollout resume` continues it.", r.ID), nil
 }
 

@@ -254,6 +254,21 @@ func TestHaltAndRollBackButton(t *testing.T) {
 		t.Errorf("a stale press changed the rollout: %+v", r)
 	}
 
+	// Status lists what the rollback did not put back, and why.
+	e.command(user, "status failed")
+	got := e.ephemeral(user, "*Not put back by the rollback*")
+	for _, want := range []string{"`" + changed + "` ✋ left alone: runs v9-hotfix", "`" + rollbackFails + "` ❌ not put back: rollback to v1 failed",
+		fmt.Sprintf("↩️ Rollback asked by <@%s>: Halt &amp; roll back button: %d/%d restored", admin, restored, restored+3)} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status failed lacks %q:\n%s", want, got)
+		}
+	}
+	e.command(user, "status "+rollbackFails)
+	got = e.ephemeral(user, "Rollback: ❌ not put back: rollback to v1 failed")
+	if !strings.Contains(got, "E: rollback to v1 failed on "+rollbackFails) {
+		t.Errorf("status HOST:\n%s", got)
+	}
+
 	// History tells a rolled-back rollout from the others.
 	e.command(user, "history")
 	if got := e.ephemeral(user, "#1 `v2`"); !strings.Contains(got, fmt.Sprintf("rolled back: %d restored, 1 failed", restored)) {
@@ -302,7 +317,7 @@ func TestRollbackCommand(t *testing.T) {
 			strings.Contains(string(m.Blocks), `"value":"1:rolling_back"`) && !strings.Contains(string(m.Blocks), bot.RollbackActionID)
 	})
 	e.click(admin, ts, bot.HaltActionID, "")
-	e.ephemeral(admin, "Halt requested for rollout #1")
+	e.ephemeral(admin, "Halt requested for the rollback of rollout #1: no more hosts are put back")
 	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	c, _ := e.db.Counts(context.Background(), 1)
 	if r.Undo == nil || c.Undo.Pending == 0 || c.Undo.Restored == 0 && c.Undo.Restoring == 0 && c.Undo.Failed == 0 {
