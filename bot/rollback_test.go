@@ -3,6 +3,7 @@ package bot_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/rolloutbot/rolloutbot/bot/slackfake"
 	"github.com/rolloutbot/rolloutbot/rollout"
 	"github.com/rolloutbot/rolloutbot/sshrunner/fleetsim"
+	"github.com/rolloutbot/rolloutbot/store"
 )
 
 // waitCounts polls the store, for at most 30 s, until the latest rollout's
@@ -374,5 +376,80 @@ func TestRollbackCommand(t *testing.T) {
 	}
 	if allowed != 1 {
 		t.Errorf("%d allowed rollbacks by %s for \"bad release\" in the audit log", allowed, admin)
+	}
+}
+
+// A rollback's thread lists the first ThreadCap hosts it did not put back,
+// then one "and N more", whatever the fleet's size.
+func TestRollbackThreadIsCapped(t *testing.T) {
+	fake := slackfake.New(slackfake.Options{})
+	t.Cleanup(fake.Close)
+	fake.AddChannel(channel, "ops", true)
+	db, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "r.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	api := bot.NewClient("xoxb-test", "xapp-test", fake.APIURL(), nil)
+	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: time.Millisecond, ReplyInterval: time.Millisecond, ThreadCap: 3}, db, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { status.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	r := rollout.Rollout{ID: 1, Version: "v2", Phase: rollout.PhaseRollingBack, Hosts: 10, Settings: rollout.Settings{Stages: []int{100}, Concurrency: 4},
+		Undo: &rollout.Undo{By: admin, Reason: "5xx", At: time.Now()}, CreatedAt: time.Now()}
+	p := rollout.Progress{Rollout: r, Stages: r.StageList(), Counts: rollout.Counts{Success: 10, Undo: rollout.UndoCounts{Pending: 10}}}
+	status.Notify(rollout.Event{Kind: rollout.EventStarted, Progress: p})
+	status.Notify(rollout.Event{Kind: rollout.EventUndoStarted, Progress: p})
+	for i := range 10 {
+		hr := rollout.HostResult{Index: i, Host: rollout.Host{ID: fmt.Sprintf("web-%d", i), Address: "10.0.0.1", Port: 22}, Status: rollout.StatusSuccess,
+			PrevVersion: "v1", Undo: rollout.UndoResult{Status: rollout.UndoFailed, Error: "rollback to v1 failed: exited with status 1", Output: "E: disk full"}}
+		if i%2 == 1 {
+			hr.Undo = rollout.UndoResult{Status: rollout.UndoRestored}
+		}
+		p.Counts.Undo.Pending--
+		p.Counts.Undo.Add(hr.Undo.Status, 1)
+		status.Notify(rollout.Event{Kind: rollout.EventHostDone, Progress: p, Host: &hr})
+	}
+	p.Rollout.Phase, p.Rollout.FinishedAt = rollout.PhaseRolledBack, time.Now()
+	status.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: p, At: time.Now()})
+
+	var ts string
+	waitCtx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	err = fake.WaitFor(waitCtx, func() bool {
+		for _, m := range fake.Messages(channel) {
+			if m.ThreadTS == "" {
+				ts = m.TS
+			}
+		}
+		rs := fake.Replies(channel, ts)
+		return ts != "" && len(rs) > 0 && strings.Contains(rs[len(rs)-1].Text, "Rolled back: 5 restored, 5 failed")
+	})
+	if err != nil {
+		t.Fatalf("no summary: %v", err)
+	}
+	var hosts, more int
+	var all []string
+	for _, m := range fake.Replies(channel, ts) {
+		all = append(all, m.Text)
+		if strings.HasPrefix(m.Text, "❌ not put back `web-") && strings.Contains(m.Text, "E: disk full") {
+			hosts++
+		}
+		if strings.Contains(m.Text, "… and 2 more hosts not put back") {
+			more++
+		}
+	}
+	if hosts != 3 || more != 1 || !strings.HasPrefix(all[0], "↩️ Rolling back v2, asked by <@"+admin+">: 5xx: 10 hosts to put back") {
+		t.Errorf("%d host replies (want 3) and %d \"and 2 more\" (want 1):\n%s", hosts, more, strings.Join(all, "\n"))
+	}
+	err = fake.WaitFor(waitCtx, func() bool {
+		m, _ := fake.Message(channel, ts)
+		return !strings.Contains(string(m.Blocks), bot.HaltActionID) && strings.Contains(blockText(m.Blocks), "↩️ Rolled back: 5 restored, 5 failed")
+	})
+	if err != nil {
+		m, _ := fake.Message(channel, ts)
+		t.Errorf("final message:\n%s", blockText(m.Blocks))
 	}
 }
