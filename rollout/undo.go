@@ -240,7 +240,9 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 	if err != nil {
 		return nil, err
 	}
-	if r.Undo != nil {
+	// An ended rollout whose rollback was asked for as it ended, and never
+	// began (no epoch), may be asked again: StartUndo begins it.
+	if r.Undo != nil && !(r.Phase.Ended() && r.Undo.Epoch == 0) {
 		return r, fmt.Errorf("rollout #%d: %w (asked by %s at %s; %s)", r.ID, ErrRolledBack, r.Undo.By,
 			r.Undo.At.Local().Format(time.DateTime), r.Label())
 	}
@@ -266,6 +268,22 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 		return r, fmt.Errorf("start the rollback of rollout #%d: %w", id, err)
 	}
 	return r, nil
+}
+
+// undoAskedAtTheEnd begins the rollback asked for as the rollout ended: the
+// request reached the store after the driver had decided to end it, so no
+// driver would act on it. Serve drives it from here.
+func (ru *run) undoAskedAtTheEnd(ctx context.Context) {
+	cur, err := ru.e.cfg.Store.Rollout(ctx, ru.r.ID)
+	if err != nil || cur.Undo == nil || cur.Undo.Epoch != 0 || !cur.Phase.Ended() {
+		return
+	}
+	if _, err := ru.e.cfg.Store.StartUndo(ctx, cur.ID, *cur.Undo, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL); err != nil {
+		ru.e.log.Warn("start the rollback asked for as the rollout ended", "rollout_id", cur.ID, "err", err)
+		return
+	}
+	ru.e.log.Info("rollback asked for as the rollout ended; rolling back", "rollout_id", cur.ID, "actor", cur.Undo.By, "phase", cur.Phase)
+	ru.e.Kick()
 }
 
 // request takes a halt, and a rollback to follow it, asked for elsewhere.

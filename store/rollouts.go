@@ -248,7 +248,8 @@ func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Du
 const undoTargets = `(status IN ('success', 'rolled_back', 'updating') OR (status = 'failed' AND step IN ('update', 'health', 'rollback')))`
 
 // StartUndo turns rollout id into a rollback, with u as its request: an
-// ended rollout (not rolled back already), which then becomes the active one
+// ended rollout whose rollback did not begin (one asked for as it ended is
+// kept, and begins now), which then becomes the active one
 // leased to owner for ttl, or an active one owner drives. It marks the hosts
 // the rollback concerns pending, clears any halt, and begins a new epoch,
 // recorded as the rollback's. A second active rollout is refused with an
@@ -264,7 +265,7 @@ func (db *DB) StartUndo(ctx context.Context, id int64, u rollout.Undo, owner str
 			undo_at = COALESCE(undo_at, $4), undo_epoch = epoch + 1, epoch = epoch + 1,
 			halt_by = '', halt_reason = '', halt_at = NULL, error = '',
 			wait_until = NULL, finished_at = NULL, owner = $5, lease_until = `+db.b.after("$6")+`, updated_at = $4
-			WHERE id = $1 AND ((undo_at IS NULL AND phase IN ('halted', 'completed', 'failed'))
+			WHERE id = $1 AND ((undo_epoch = 0 AND phase IN ('halted', 'completed', 'failed'))
 				OR (active AND owner = $5 AND phase <> 'rolling_back'))
 			RETURNING `+rolloutCols, id, u.By, storable(u.Reason), u.At.UTC(), owner, ttl.Microseconds()))
 		if err != nil {
