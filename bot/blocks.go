@@ -69,8 +69,9 @@ func parseButtonValue(v string) (id int64, state string, err error) {
 
 // rollbackView reports whether the status message shows r's rollback: from
 // when it begins (a running rollout halts first and shows that) to its end.
+// A rollback asked for as the rollout ended has not begun (no epoch yet).
 func rollbackView(r rollout.Rollout) bool {
-	return r.Undo != nil && (r.Phase == rollout.PhaseRollingBack || r.Phase.Ended())
+	return r.Undo != nil && (r.Phase == rollout.PhaseRollingBack || r.Phase.Ended() && r.Undo.Epoch > 0)
 }
 
 func mrkdwn(s string) *slack.TextBlockObject {

@@ -24,7 +24,7 @@ func TestRollbackBlocksFitBlockKit(t *testing.T) {
 		recent = append(recent, rollout.HostResult{Host: rollout.Host{ID: fmt.Sprintf("%s-%d", strings.Repeat("h", 250), i), Address: "10.0.0.1", Port: 22},
 			Status: rollout.StatusSuccess, Undo: rollout.UndoResult{Status: rollout.UndoFailed, Error: long, Output: long}})
 	}
-	undo := &rollout.Undo{By: "U0ADMIN", Reason: strings.Repeat("why ", 125), At: now.Add(-time.Hour)}
+	undo := &rollout.Undo{By: "U0ADMIN", Reason: strings.Repeat("why ", 125), At: now.Add(-time.Hour), Epoch: 3}
 	base := rollout.Rollout{ID: 123456789, Version: version, Settings: rollout.DefaultSettings(), Hosts: 1_000_000,
 		StartedBy: "schedule #1", CreatedAt: now.Add(-2 * time.Hour)}
 	counts := rollout.Counts{Success: 400_000, Failed: 100_000, RolledBack: 100_000, Updating: 10_000, Pending: 390_000,
@@ -43,23 +43,30 @@ func TestRollbackBlocksFitBlockKit(t *testing.T) {
 		}
 		return r
 	}
-	for name, r := range map[string]rollout.Rollout{
-		"running":              phase(rollout.PhaseRunning, false, false),
-		"halting to roll back": phase(rollout.PhaseRunning, true, true),
-		"rolling back":         phase(rollout.PhaseRollingBack, false, true),
-		"halting the rollback": phase(rollout.PhaseRollingBack, true, true),
-		"rollback halted":      phase(rollout.PhaseHalted, true, true),
-		"rolled back":          phase(rollout.PhaseRolledBack, false, true),
+	notBegun := phase(rollout.PhaseCompleted, false, false)
+	notBegun.Undo = &rollout.Undo{By: "U0ADMIN", At: now} // asked for as it completed: no epoch yet
+	for _, tc := range []struct {
+		name     string
+		r        rollout.Rollout
+		rollback bool // the message shows the rollback
+	}{
+		{"running", phase(rollout.PhaseRunning, false, false), false},
+		{"halting to roll back", phase(rollout.PhaseRunning, true, true), false},
+		{"rolling back", phase(rollout.PhaseRollingBack, false, true), true},
+		{"halting the rollback", phase(rollout.PhaseRollingBack, true, true), true},
+		{"rollback halted", phase(rollout.PhaseHalted, true, true), true},
+		{"rolled back", phase(rollout.PhaseRolledBack, false, true), true},
+		{"completed as its rollback was asked for", notBegun, false},
 	} {
-		t.Run(name, func(t *testing.T) {
-			p := rollout.Progress{Rollout: r, Stages: r.StageList(), Counts: counts, Recent: recent}
+		t.Run(tc.name, func(t *testing.T) {
+			p := rollout.Progress{Rollout: tc.r, Stages: tc.r.StageList(), Counts: counts, Recent: recent}
 			blocks, text := statusBlocks(p, now)
 			checkBlocks(t, blocks)
 			if text == "" {
 				t.Error("no fallback text")
 			}
-			if got := blockTexts(blocks); rollbackView(r) != strings.Contains(got, "Restored: *200000*") {
-				t.Errorf("rollback view %v, but the message reads:\n%s", rollbackView(r), got)
+			if got := blockTexts(blocks); tc.rollback != strings.Contains(got, "Restored: *200000*") {
+				t.Errorf("rollback view %v? The message reads:\n%s", tc.rollback, got)
 			}
 		})
 	}

@@ -213,7 +213,7 @@ func (b *Bot) authorize(ctx context.Context, c caller, action string, rolloutID 
 		return true
 	}
 	detail := "not a rolloutbot admin"
-	verb := strings.ReplaceAll(action, "rollback", "roll back")
+	verb := spoken(action)
 	msg := fmt.Sprintf("⛔ Only rolloutbot admins can %s. Ask an admin, or have yourself added to slack.admins or an admin group.", verb)
 	if err != nil {
 		detail = "admin check failed: " + err.Error()
@@ -369,7 +369,7 @@ func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 		text, err := b.press(ctx, c, action, id, state)
 		if err != nil {
 			b.log.ErrorContext(ctx, "button failed", "action", action, "rollout_id", id, "user", c.user, "err", err)
-			text = fmt.Sprintf("⚠️ The %s failed: %s", strings.ReplaceAll(action, "rollback", "roll back"), escape(clipLine(err.Error(), 300)))
+			text = fmt.Sprintf("⚠️ The %s failed: %s", action, escape(clipLine(err.Error(), 300)))
 		}
 		b.reply(ctx, c, text)
 	}
@@ -508,6 +508,9 @@ func (b *Bot) reply(ctx context.Context, c caller, text string) {
 	}
 	b.log.WarnContext(ctx, "could not answer user", "user", c.user, "channel", c.channel, "err", err)
 }
+
+// spoken is an audit action as a verb in a sentence: "rollback" is "roll back".
+func spoken(action string) string { return strings.ReplaceAll(action, "rollback", "roll back") }
 
 // plural is one or many, as n says.
 func plural(n int, one, many string) string {

@@ -398,7 +398,7 @@ func TestRollbackThreadIsCapped(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	r := rollout.Rollout{ID: 1, Version: "v2", Phase: rollout.PhaseRollingBack, Hosts: 10, Settings: rollout.Settings{Stages: []int{100}, Concurrency: 4},
-		Undo: &rollout.Undo{By: admin, Reason: "5xx", At: time.Now()}, CreatedAt: time.Now()}
+		Undo: &rollout.Undo{By: admin, Reason: "5xx", At: time.Now(), Epoch: 2}, CreatedAt: time.Now()}
 	p := rollout.Progress{Rollout: r, Stages: r.StageList(), Counts: rollout.Counts{Success: 10, Undo: rollout.UndoCounts{Pending: 10}}}
 	status.Notify(rollout.Event{Kind: rollout.EventStarted, Progress: p})
 	status.Notify(rollout.Event{Kind: rollout.EventUndoStarted, Progress: p})
