@@ -20,9 +20,59 @@ const (
 
 // Block and action IDs of the status message.
 const (
-	HaltActionID   = "rollout_halt"    // the Halt button
-	OutcomeBlockID = "rollout_outcome" // the line that replaces it when the rollout ends
+	HaltActionID     = "rollout_halt"     // the Halt button (of a rollout, or of its rollback)
+	RollbackActionID = "rollout_rollback" // the Halt & roll back button
+	OutcomeBlockID   = "rollout_outcome"  // the line that replaces them when the rollout ends
 )
+
+// Button states: what a rollout was doing when its buttons were drawn. A
+// press is acted on only while the rollout still does it.
+const (
+	stateRunning     = "running"      // updating, or paused between stages
+	stateHalting     = "halting"      // a halt was asked for; hosts in flight finish
+	stateRollingBack = "rolling_back" // putting hosts back
+)
+
+// buttonState names what r is doing, for a button's value: the states above,
+// or the phase it ended in.
+func buttonState(r rollout.Rollout) string {
+	switch {
+	case r.Phase.Ended():
+		return string(r.Phase)
+	case r.Halt != nil:
+		return stateHalting
+	case r.Phase == rollout.PhaseRollingBack:
+		return stateRollingBack
+	}
+	return stateRunning
+}
+
+// buttonValue is a button's value: the rollout and the state it was drawn
+// for, e.g. "12:running".
+func buttonValue(r rollout.Rollout) string {
+	return strconv.FormatInt(r.ID, 10) + ":" + buttonState(r)
+}
+
+// parseButtonValue reads a button's value. A bare id, from a message drawn
+// before buttons carried a state, was drawn while the rollout ran.
+func parseButtonValue(v string) (id int64, state string, err error) {
+	idText, state, ok := strings.Cut(v, ":")
+	if !ok {
+		state = stateRunning
+	}
+	id, err = strconv.ParseInt(idText, 10, 64)
+	if err != nil || id < 1 || state == "" {
+		return 0, "", fmt.Errorf("bad button value %q", clipLine(v, 40))
+	}
+	return id, state, nil
+}
+
+// rollbackView reports whether the status message shows r's rollback: from
+// when it begins (a running rollout halts first and shows that) to its end.
+// A rollback asked for as the rollout ended has not begun (no epoch yet).
+func rollbackView(r rollout.Rollout) bool {
+	return r.Undo != nil && (r.Phase == rollout.PhaseRollingBack || r.Phase.Ended() && r.Undo.Epoch > 0)
+}
 
 func mrkdwn(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
@@ -64,6 +114,9 @@ func clipLine(s string, n int) string {
 
 // statusBlocks renders the live status message of a rollout.
 func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
+	if rollbackView(p.Rollout) {
+		return rollbackBlocks(p, now)
+	}
 	r := p.Rollout
 	c := p.Counts
 	blocks := []slack.Block{
@@ -83,21 +136,152 @@ func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
 		blocks = append(blocks, section(failureList(p.Recent, c.Failed+c.RolledBack)))
 	}
 	if r.Phase.Active() {
-		if r.Halt != nil {
-			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r.Halt, c.Updating)+" — letting in-flight hosts finish")))
-		} else {
-			btn := slack.NewButtonBlockElement(HaltActionID, strconv.FormatInt(r.ID, 10), plain("Halt rollout"))
-			btn.Style = slack.StyleDanger
-			btn.Confirm = slack.NewConfirmationBlockObject(plain("Halt this rollout?"),
+		switch {
+		case r.Halt != nil && r.Undo != nil:
+			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r, c)+
+				" — letting in-flight hosts finish, then every host it updated is put back")))
+		case r.Halt != nil:
+			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r, c)+" — letting in-flight hosts finish")))
+		default:
+			halt := slack.NewButtonBlockElement(HaltActionID, buttonValue(r), plain("Halt rollout"))
+			halt.Style = slack.StyleDanger
+			halt.Confirm = slack.NewConfirmationBlockObject(plain("Halt this rollout?"),
 				plain(fmt.Sprintf("No new host of #%d (%s) will start; hosts being updated finish. You can resume it later.", r.ID, clipLine(r.Version, 60))),
 				plain("Halt"), plain("Keep going"))
-			blocks = append(blocks, slack.NewActionBlock("rollout_actions", btn))
+			back := slack.NewButtonBlockElement(RollbackActionID, buttonValue(r), plain("Halt & roll back"))
+			back.Style = slack.StyleDanger
+			back.Confirm = slack.NewConfirmationBlockObject(plain(clipLine(fmt.Sprintf("Halt and roll back #%d?", r.ID), 100)),
+				plain(rollbackConfirm(r, c)), plain("Halt & roll back"), plain("Keep going"))
+			blocks = append(blocks, slack.NewActionBlock("rollout_actions", halt, back))
 		}
 	} else {
 		blocks = append(blocks, slack.NewContextBlock(OutcomeBlockID, mrkdwn(endLine(&r, c))))
 	}
 	text := fmt.Sprintf("Rollout #%d of %s: %s, %d/%d done", r.ID, r.Version, stateWord(r), c.Done(), c.Total())
 	return blocks, text
+}
+
+// rollbackConfirm is the confirm dialog of Halt & roll back: how many hosts
+// it puts back, from the counts the message shows.
+func rollbackConfirm(r rollout.Rollout, c rollout.Counts) string {
+	text := fmt.Sprintf("Halt #%d and put back the %d %s it updated, each on its previous version?",
+		r.ID, c.Success, plural(c.Success, "host", "hosts"))
+	if c.Updating > 0 {
+		text += fmt.Sprintf(" The %d in flight finish first and are put back too.", c.Updating)
+	}
+	if n := c.Failed + c.RolledBack; n > 0 {
+		text += fmt.Sprintf(" The %d whose update failed are put back if they still run %s.", n, clipLine(r.Version, 40))
+	}
+	return clipLine(text, 300)
+}
+
+// rollbackBlocks renders the status message of a rollout being rolled back,
+// or whose rollback ended.
+func rollbackBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
+	r := p.Rollout
+	u := p.Counts.Undo
+	head := "↩️ *Rolling back " + escape(r.Version) + " → previous*: "
+	if r.Phase.Ended() {
+		head = "↩️ *Rollback of " + escape(r.Version) + " → previous*: "
+	}
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(plain(clipLine(fmt.Sprintf("Rollout #%d · %s", r.ID, r.Version), 150))),
+		section(head + undoTally(u) + "\n" + fmt.Sprintf("Rollback asked by %s%s · %s\nThe rollout, started by %s: %s",
+			who(r.Undo.By), reasonSuffix(r.Undo.Reason), undoElapsed(r, now), who(r.StartedBy), p.Counts)),
+		section(progressBar(u.Done(), u.Total()) + fmt.Sprintf("  *%d/%d* done", u.Done(), u.Total())),
+		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
+			mrkdwn(fmt.Sprintf("✅ Restored: *%d*", u.Restored)),
+			mrkdwn(fmt.Sprintf("❌ Failed: *%d*", u.Failed)),
+			mrkdwn(fmt.Sprintf("✋ Left alone: *%d*", u.Left)),
+			mrkdwn(fmt.Sprintf("↷ Already back: *%d*", u.NotNeeded)),
+			mrkdwn(fmt.Sprintf("⏳ In flight: *%d*", u.Restoring)),
+			mrkdwn(fmt.Sprintf("… To go: *%d*", u.Pending)),
+		}, nil),
+	}
+	var notBack []rollout.HostResult
+	for _, hr := range p.Recent {
+		if hr.Undo.Status == rollout.UndoFailed || hr.Undo.Status == rollout.UndoLeft {
+			notBack = append(notBack, hr)
+		}
+	}
+	if len(notBack) > 0 {
+		blocks = append(blocks, section(notBackList(notBack, u.Failed+u.Left)))
+	}
+	switch {
+	case r.Phase.Ended():
+		blocks = append(blocks, slack.NewContextBlock(OutcomeBlockID, mrkdwn(endLine(&r, p.Counts))))
+	case r.Halt != nil:
+		blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r, p.Counts)+
+			" — letting them finish; `/rollout resume` continues the rollback")))
+	default:
+		halt := slack.NewButtonBlockElement(HaltActionID, buttonValue(r), plain("Halt rollback"))
+		halt.Style = slack.StyleDanger
+		halt.Confirm = slack.NewConfirmationBlockObject(plain("Halt the rollback?"),
+			plain(clipLine(fmt.Sprintf("No more hosts of #%d are put back; the ones in flight finish. The %d to go stay on %s until `/rollout resume` continues the rollback.",
+				r.ID, u.Pending, r.Version), 300)),
+			plain("Halt"), plain("Keep going"))
+		blocks = append(blocks, slack.NewActionBlock("rollout_actions", halt))
+	}
+	text := fmt.Sprintf("Rollout #%d of %s: %s, %d/%d restored", r.ID, r.Version, stateWord(r), u.Restored, u.Total())
+	return blocks, text
+}
+
+// undoTally is a rollback's progress in one line, e.g. "37/120 restored, 2
+// failed, 81 to go".
+func undoTally(u rollout.UndoCounts) string {
+	parts := []string{fmt.Sprintf("%d/%d restored", u.Restored, u.Total())}
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(u.Failed, "failed")
+	add(u.Left, "left alone")
+	add(u.NotNeeded, "already back")
+	add(u.Restoring+u.Pending, "to go")
+	return strings.Join(parts, ", ")
+}
+
+// undoElapsed is how long the rollback has run since it was asked for.
+func undoElapsed(r rollout.Rollout, now time.Time) string {
+	end := now
+	if !r.FinishedAt.IsZero() {
+		end = r.FinishedAt
+	}
+	d := end.Sub(r.Undo.At).Round(time.Second)
+	if r.Phase.Ended() {
+		return "took " + d.String()
+	}
+	return "running for " + d.String()
+}
+
+// notBackList lists the latest hosts the rollback could not put back.
+func notBackList(recent []rollout.HostResult, total int) string {
+	var b strings.Builder
+	b.WriteString("*Not put back*")
+	start := max(0, len(recent)-maxFailures)
+	for i := len(recent) - 1; i >= start; i-- {
+		hr := recent[i]
+		fmt.Fprintf(&b, "\n• `%s` %s: %s", escape(clipLine(hr.Host.ID, 60)), undoWord(hr.Undo.Status), escape(clipLine(hr.Undo.Error, 200)))
+	}
+	if more := total - (len(recent) - start); more > 0 {
+		fmt.Fprintf(&b, "\n_and %d more — `/rollout status failed`_", more)
+	}
+	return b.String()
+}
+
+func undoWord(s rollout.UndoStatus) string {
+	switch s {
+	case rollout.UndoFailed:
+		return "❌ not put back"
+	case rollout.UndoLeft:
+		return "✋ left alone"
+	case rollout.UndoRestored:
+		return "✅ put back"
+	case rollout.UndoNotNeeded:
+		return "↷ already back"
+	}
+	return strings.ReplaceAll(string(s), "_", " ")
 }
 
 func stageLine(p rollout.Progress) string {
@@ -124,12 +308,19 @@ func stageLine(p rollout.Progress) string {
 
 func stateWord(r rollout.Rollout) string { return r.Label() }
 
-// haltingLine says that a halt is under way, and why.
-func haltingLine(h *rollout.Halt, inFlight int) string {
-	if h.Auto() {
-		return fmt.Sprintf("⏸ Halting: %s; %d in flight", escape(h.Reason), inFlight)
+// haltingLine says that a halt of r is under way, who asked for it and why,
+// and how many hosts finish first.
+func haltingLine(r rollout.Rollout, c rollout.Counts) string {
+	h := r.Halt
+	switch {
+	case r.Phase == rollout.PhaseRollingBack:
+		return fmt.Sprintf("⏸ Halt of the rollback requested by %s%s; %d being put back", who(h.By), reasonSuffix(h.Reason), c.Undo.Restoring)
+	case r.Undo != nil:
+		return fmt.Sprintf("⏸ Halt & roll back requested by %s%s; %d in flight", who(r.Undo.By), reasonSuffix(r.Undo.Reason), c.Updating)
+	case h.Auto():
+		return fmt.Sprintf("⏸ Halting: %s; %d in flight", escape(h.Reason), c.Updating)
 	}
-	return fmt.Sprintf("⏸ Halt requested by %s%s; %d in flight", who(h.By), reasonSuffix(h.Reason), inFlight)
+	return fmt.Sprintf("⏸ Halt requested by %s%s; %d in flight", who(h.By), reasonSuffix(h.Reason), c.Updating)
 }
 
 func elapsed(r rollout.Rollout, now time.Time) string {
@@ -180,8 +371,16 @@ func statusWord(s rollout.Status) string {
 
 func endLine(r *rollout.Rollout, c rollout.Counts) string {
 	switch {
+	case r.Phase == rollout.PhaseRolledBack:
+		return "↩️ Rolled back: " + escape(c.Undo.String())
+	case r.Phase == rollout.PhaseHalted && r.Undo != nil:
+		by := ""
+		if r.Halt != nil {
+			by = " by " + who(r.Halt.By) + reasonSuffix(r.Halt.Reason)
+		}
+		return "⏹ Rollback halted" + by + " (" + escape(c.Undo.String()) + ") — `/rollout resume` continues it"
 	case r.Phase == rollout.PhaseHalted && r.Halt != nil && !r.Halt.Auto():
-		return "⏹ Halted by " + who(r.Halt.By) + escape(reasonSuffix(r.Halt.Reason))
+		return "⏹ Halted by " + who(r.Halt.By) + reasonSuffix(r.Halt.Reason)
 	case r.Phase == rollout.PhaseHalted && r.Halt != nil:
 		return "⏹ Halted: " + escape(r.Halt.Reason)
 	case r.Phase == rollout.PhaseHalted:
@@ -219,6 +418,18 @@ func reasonSuffix(reason string) string {
 		return ""
 	}
 	return ": " + escape(clipLine(reason, 200))
+}
+
+// undoReply is the thread reply for a host the rollback could not put back,
+// or left alone.
+func undoReply(hr rollout.HostResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s `%s` (%s), to go back to %s: %s", undoWord(hr.Undo.Status), escape(clipLine(hr.Host.ID, 80)), escape(hr.Host.Addr()),
+		escape(clipLine(hr.PrevVersion, 60)), escape(clipLine(hr.Undo.Error, 600)))
+	if out := tailLines(hr.Undo.Output, 12, 1500); out != "" {
+		b.WriteString("\n" + codeBlock(out))
+	}
+	return fitText(b.String(), maxSectionText)
 }
 
 // hostReply is the thread reply for a failed or rolled-back host.

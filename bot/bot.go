@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +34,8 @@ type Engine interface {
 	Plan(ctx context.Context, version string, s *rollout.Settings) (rollout.Plan, error)
 	Halt(ctx context.Context, req rollout.HaltRequest) (*rollout.Rollout, error)
 	Resume(ctx context.Context, req rollout.ResumeRequest) (*rollout.Rollout, error)
+	Rollback(ctx context.Context, req rollout.RollbackRequest) (*rollout.Rollout, error)
+	PlanRollback(ctx context.Context, id int64) (rollout.RollbackPlan, error)
 	Audit(ctx context.Context, e rollout.AuditEntry)
 }
 
@@ -212,10 +213,11 @@ func (b *Bot) authorize(ctx context.Context, c caller, action string, rolloutID 
 		return true
 	}
 	detail := "not a rolloutbot admin"
-	msg := fmt.Sprintf("⛔ Only rolloutbot admins can %s. Ask an admin, or have yourself added to slack.admins or an admin group.", action)
+	verb := spoken(action)
+	msg := fmt.Sprintf("⛔ Only rolloutbot admins can %s. Ask an admin, or have yourself added to slack.admins or an admin group.", verb)
 	if err != nil {
 		detail = "admin check failed: " + err.Error()
-		msg = fmt.Sprintf("⛔ I could not check your admin rights with Slack, so I won't %s: %s", action, escape(err.Error()))
+		msg = fmt.Sprintf("⛔ I could not check your admin rights with Slack, so I won't %s: %s", verb, escape(err.Error()))
 		b.log.WarnContext(ctx, "admin check failed", "user", c.user, "err", err)
 	}
 	b.engine.Audit(ctx, rollout.AuditEntry{Actor: c.user, Source: rollout.SourceSlack, Action: action,
@@ -241,6 +243,10 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		text, err = b.halt(ctx, c, cmd.Reason, 0)
 	case KindResume:
 		text, err = b.resume(ctx, c)
+	case KindRollback:
+		text, err = b.rollback(ctx, c, cmd.Reason, 0)
+	case KindPlanRollback:
+		text, err = b.planRollback(ctx)
 	case KindHistory:
 		text, err = b.history(ctx, cmd.N)
 	case KindHosts:
@@ -310,6 +316,9 @@ func (b *Bot) halt(ctx context.Context, c caller, reason string, id int64) (stri
 	case err != nil:
 		return "", err
 	}
+	if r.Phase == rollout.PhaseRollingBack {
+		return fmt.Sprintf("⏸ Halt requested for the rollback of rollout #%d: no more hosts are put back; the ones in flight finish. `/rollout resume` continues the rollback.", r.ID), nil
+	}
 	return fmt.Sprintf("⏸ Halt requested for rollout #%d: no new host starts; hosts in flight finish, then it stops. `/rollout resume` continues it.", r.ID), nil
 }
 
@@ -327,30 +336,140 @@ func (b *Bot) resume(ctx context.Context, c caller) (string, error) {
 	b.mu.Lock()
 	b.starters[r.ID] = c
 	b.mu.Unlock()
+	if r.Undo != nil {
+		return fmt.Sprintf("↩️ Resumed the rollback of rollout #%d (%s): the hosts still to go are put back. Follow it in <#%s>.",
+			r.ID, escape(r.Version), b.cfg.Channel), nil
+	}
 	return fmt.Sprintf("▶️ Resumed rollout #%d of %s at %s.", r.ID, escape(r.Version), stateWord(*r)), nil
 }
 
+// onAction answers a press of a status message's buttons. Each carries the
+// rollout and the state it was drawn for; a press on a message whose rollout
+// has moved on since does nothing and says what the rollout does now.
 func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 	c := caller{user: cb.User.ID, channel: cb.Channel.ID, responseURL: cb.ResponseURL}
 	for _, a := range cb.ActionCallback.BlockActions {
-		if a.ActionID != HaltActionID {
+		var action string
+		switch a.ActionID {
+		case HaltActionID:
+			action = "halt"
+		case RollbackActionID:
+			action = "rollback"
+		default:
 			continue
 		}
-		id, err := strconv.ParseInt(a.Value, 10, 64)
+		id, state, err := parseButtonValue(a.Value)
 		if err != nil {
-			b.log.WarnContext(ctx, "halt button with a bad value", "value", a.Value)
+			b.log.WarnContext(ctx, "button with a bad value", "action", a.ActionID, "value", a.Value)
 			continue
 		}
-		if !b.authorize(ctx, c, "halt", id) {
+		if !b.authorize(ctx, c, action, id) {
 			continue
 		}
-		text, err := b.halt(ctx, c, "Halt button", id)
+		text, err := b.press(ctx, c, action, id, state)
 		if err != nil {
-			b.log.ErrorContext(ctx, "halt from button failed", "rollout_id", id, "user", c.user, "err", err)
-			text = "⚠️ The halt failed: " + escape(clipLine(err.Error(), 300))
+			b.log.ErrorContext(ctx, "button failed", "action", action, "rollout_id", id, "user", c.user, "err", err)
+			text = fmt.Sprintf("⚠️ The %s failed: %s", action, escape(clipLine(err.Error(), 300)))
 		}
 		b.reply(ctx, c, text)
 	}
+}
+
+// press does what a button asks, if rollout id still does what the button
+// was drawn for (state).
+func (b *Bot) press(ctx context.Context, c caller, action string, id int64, state string) (string, error) {
+	r, err := b.store.Rollout(ctx, id)
+	if errors.Is(err, rollout.ErrNotFound) {
+		return fmt.Sprintf("There is no rollout #%d; nothing done.", id), nil
+	} else if err != nil {
+		return "", err
+	}
+	if now := buttonState(*r); now != state {
+		cnt, err := b.store.Counts(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		b.engine.Audit(ctx, rollout.AuditEntry{Actor: c.user, Source: rollout.SourceSlack, Action: action, RolloutID: id,
+			Allowed: false, Detail: fmt.Sprintf("stale button: drawn while %s, the rollout is %s now", state, now)})
+		return staleLine(r, cnt, state), nil
+	}
+	if action == "rollback" {
+		return b.rollback(ctx, c, "Halt & roll back button", id)
+	}
+	return b.halt(ctx, c, "Halt button", id)
+}
+
+// staleLine tells the presser of a stale button what the rollout does now.
+func staleLine(r *rollout.Rollout, c rollout.Counts, drawn string) string {
+	text := fmt.Sprintf("Nothing done: that button is from when rollout #%d was %s; now it is %s.",
+		r.ID, strings.ReplaceAll(drawn, "_", " "), escape(rollout.Outcome(r, c)))
+	switch {
+	case r.Phase == rollout.PhaseHalted:
+		text += " `/rollout resume` continues it"
+		if r.Undo == nil {
+			text += "; `/rollout rollback` puts back the hosts it updated"
+		}
+		text += "."
+	case r.Phase.Active():
+		text += " `/rollout status` shows where it is; `/rollout halt` stops it."
+	}
+	return text
+}
+
+// rollback puts back the hosts of rollout id (0: the latest), halting it
+// first if it runs.
+func (b *Bot) rollback(ctx context.Context, c caller, reason string, id int64) (string, error) {
+	r, err := b.engine.Rollback(ctx, rollout.RollbackRequest{Actor: c.user, Source: rollout.SourceSlack, Reason: reason, ID: id})
+	var ae *rollout.ActiveError
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		return "Nothing to roll back: there is no rollout yet.", nil
+	case errors.Is(err, rollout.ErrRolledBack) && r != nil && r.Undo != nil:
+		text := fmt.Sprintf("↩️ Rollout #%d was rolled back already: asked by %s%s; it is %s.", r.ID, who(r.Undo.By),
+			reasonSuffix(r.Undo.Reason), stateWord(*r))
+		if r.Phase == rollout.PhaseHalted {
+			text += " `/rollout resume` continues the rollback."
+		}
+		return text, nil
+	case errors.As(err, &ae) && ae.Rollout != nil:
+		return fmt.Sprintf("⛔ Rollout #%d of %s is running (%s): only the latest rollout can be rolled back, and not while another runs. Halt it or let it end first.",
+			ae.Rollout.ID, escape(ae.Rollout.Version), stateWord(*ae.Rollout)), nil
+	case errors.Is(err, rollout.ErrLaterRollout):
+		return "⛔ " + escape(err.Error()), nil
+	case errors.Is(err, rollout.ErrNotRunning):
+		return "The rollout ended while I asked it to halt; nothing was rolled back. Ask again: `/rollout rollback`.", nil
+	case err != nil:
+		return "", err
+	}
+	b.mu.Lock()
+	b.starters[r.ID] = c
+	b.mu.Unlock()
+	if r.Phase != rollout.PhaseRollingBack {
+		return fmt.Sprintf("↩️ Rollback of rollout #%d (%s) requested: it halts first (no new host starts; hosts in flight finish), then every host it updated is put back on its previous version. Follow it in <#%s>.",
+			r.ID, escape(r.Version), b.cfg.Channel), nil
+	}
+	cnt, err := b.store.Counts(ctx, r.ID)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("↩️ Rolling back rollout #%d (%s): %d %s to put back on their previous versions, newest first. Follow it in <#%s>; `/rollout halt` stops it.",
+		r.ID, escape(r.Version), cnt.Undo.Total(), plural(cnt.Undo.Total(), "host", "hosts"), b.cfg.Channel), nil
+}
+
+// planRollback shows what a rollback of the latest rollout would do.
+func (b *Bot) planRollback(ctx context.Context) (string, error) {
+	p, err := b.engine.PlanRollback(ctx, 0)
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		return "Nothing to roll back: there is no rollout yet.", nil
+	case err != nil:
+		return "", err
+	}
+	if r := p.Rollout; r.Undo != nil {
+		return fmt.Sprintf("↩️ Rollout #%d was rolled back already (asked by %s; it is %s): there is nothing more to plan.",
+			r.ID, who(r.Undo.By), stateWord(*r)), nil
+	}
+	return codeBlock(escape(p.String())) + "\n`/rollout rollback [reason]` does it.", nil
 }
 
 // statusPostFailed tells the rollout's starter that its status message
@@ -388,6 +507,17 @@ func (b *Bot) reply(ctx context.Context, c caller, text string) {
 		}
 	}
 	b.log.WarnContext(ctx, "could not answer user", "user", c.user, "channel", c.channel, "err", err)
+}
+
+// spoken is an audit action as a verb in a sentence: "rollback" is "roll back".
+func spoken(action string) string { return strings.ReplaceAll(action, "rollback", "roll back") }
+
+// plural is one or many, as n says.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // textBlocks splits text at line breaks into sections that fit Block Kit's

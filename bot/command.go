@@ -24,6 +24,8 @@ const (
 	KindStatus         Kind = "status"
 	KindHalt           Kind = "halt"
 	KindResume         Kind = "resume"
+	KindRollback       Kind = "rollback"
+	KindPlanRollback   Kind = "plan rollback"
 	KindHistory        Kind = "history"
 	KindHosts          Kind = "hosts"
 	KindScheduleAdd    Kind = "schedule add"
@@ -34,7 +36,7 @@ const (
 // Mutating reports whether the command changes anything, and so needs an admin.
 func (k Kind) Mutating() bool {
 	switch k {
-	case KindStart, KindHalt, KindResume, KindScheduleAdd, KindScheduleRemove:
+	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove:
 		return true
 	}
 	return false
@@ -44,7 +46,7 @@ func (k Kind) Mutating() bool {
 type Command struct {
 	Kind     Kind
 	Version  string // start, plan, schedule add; empty: the latest
-	Reason   string // halt
+	Reason   string // halt, rollback
 	Host     string // status HOST
 	Failed   bool   // status failed
 	N        int    // history N
@@ -59,11 +61,13 @@ const Usage = "*/rollout* commands:\n" +
 	"• `plan [VERSION]` — the stages, and the failures that would halt each\n" +
 	"• `status` · `status failed` · `status HOST` — where the rollout is\n" +
 	"• `halt [reason]` — stop starting hosts; hosts in flight finish\n" +
-	"• `resume` — continue a halted rollout\n" +
+	"• `resume` — continue a halted rollout (or a halted rollback)\n" +
+	"• `rollback [reason]` — halt the latest rollout if it runs, then put every host it updated back on its previous version\n" +
+	"• `plan rollback` — what a rollback would put back, before asking for it\n" +
 	"• `history [N]` — the last N rollouts\n" +
 	"• `hosts` — host count and version spread\n" +
 	"• `schedule add \"<cron>\" [VERSION] [TZ]` · `schedule list` · `schedule remove ID`\n" +
-	"Starting, halting, resuming and scheduling need a rolloutbot admin."
+	"Starting, halting, resuming, rolling back and scheduling need a rolloutbot admin."
 
 // ErrUsage marks input that is not a command; its message says what is wrong.
 var ErrUsage = errors.New("usage")
@@ -88,6 +92,13 @@ func Parse(text string) (Command, error) {
 	case "help", "-h", "--help", "?":
 		return Command{Kind: KindHelp}, nil
 	case "start", "plan":
+		// "plan rollback" is the rollback's plan, not a version's.
+		if verb == "plan" && len(rest) > 0 && strings.EqualFold(rest[0], "rollback") {
+			if len(rest) > 1 {
+				return Command{}, usageErr("`plan rollback` takes no arguments")
+			}
+			return Command{Kind: KindPlanRollback}, nil
+		}
 		if len(rest) > 1 {
 			return Command{}, usageErr("`%s` takes one version, got %d words", verb, len(rest))
 		}
@@ -117,6 +128,12 @@ func Parse(text string) (Command, error) {
 			return Command{}, usageErr("keep the halt reason under 500 characters")
 		}
 		return Command{Kind: KindHalt, Reason: reason}, nil
+	case "rollback":
+		reason := strings.Join(rest, " ")
+		if len(reason) > 500 {
+			return Command{}, usageErr("keep the rollback reason under 500 characters")
+		}
+		return Command{Kind: KindRollback, Reason: reason}, nil
 	case "resume", "hosts":
 		if len(rest) > 0 {
 			return Command{}, usageErr("`%s` takes no arguments", verb)

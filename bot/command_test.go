@@ -42,6 +42,16 @@ func TestParse(t *testing.T) {
 		{"halt db migration is slow", Command{Kind: KindHalt, Reason: "db migration is slow"}, nil},
 		{"stop now", Command{Kind: KindHalt, Reason: "now"}, nil},
 		{"halt " + strings.Repeat("x", 600), Command{}, ErrUsage},
+		{"plan rollback", Command{Kind: KindPlanRollback}, nil},
+		{"plan ROLLBACK", Command{Kind: KindPlanRollback}, nil},
+		{"plan rollback v2", Command{}, ErrUsage},
+		{"plan rollback-2", Command{Kind: KindPlan, Version: "rollback-2"}, nil},
+		{"rollback", Command{Kind: KindRollback}, nil},
+		{"Rollback", Command{Kind: KindRollback}, nil},
+		{"rollback error rate doubled", Command{Kind: KindRollback, Reason: "error rate doubled"}, nil},
+		{`rollback "5xx up" on eu`, Command{Kind: KindRollback, Reason: "5xx up on eu"}, nil},
+		{"rollback " + strings.Repeat("x", 600), Command{}, ErrUsage},
+		{"start rollback", Command{Kind: KindStart, Version: "rollback"}, nil},
 		{"resume", Command{Kind: KindResume}, nil},
 		{"resume now", Command{}, ErrUsage},
 		{"history", Command{Kind: KindHistory, N: 5}, nil},
@@ -89,8 +99,8 @@ func TestParse(t *testing.T) {
 
 func TestMutating(t *testing.T) {
 	for k, want := range map[Kind]bool{
-		KindStart: true, KindHalt: true, KindResume: true, KindScheduleAdd: true, KindScheduleRemove: true,
-		KindPlan: false, KindStatus: false, KindHistory: false, KindHosts: false, KindHelp: false, KindScheduleList: false,
+		KindStart: true, KindHalt: true, KindResume: true, KindRollback: true, KindScheduleAdd: true, KindScheduleRemove: true,
+		KindPlan: false, KindPlanRollback: false, KindStatus: false, KindHistory: false, KindHosts: false, KindHelp: false, KindScheduleList: false,
 	} {
 		if k.Mutating() != want {
 			t.Errorf("%s.Mutating() = %v", k, !want)

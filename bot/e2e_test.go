@@ -48,6 +48,8 @@ type env struct {
 type envOptions struct {
 	hosts     int
 	latency   time.Duration
+	update    time.Duration             // added to every update command (fleetsim UpdateDelay)
+	slow      time.Duration             // how long a Slow host waits before each command
 	failAt    map[int]fleetsim.Behavior // by position in the rollout's shuffled order
 	settings  rollout.Settings
 	notMember bool // the bot is not in the status channel
@@ -71,7 +73,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.slack.AddChannel("C0RANDOM", "random", true)
 
 	var err error
-	e.fleet, err = fleetsim.Start(ctx, fleetsim.Options{Hosts: o.hosts, Latency: o.latency})
+	e.fleet, err = fleetsim.Start(ctx, fleetsim.Options{Hosts: o.hosts, Latency: o.latency, UpdateDelay: o.update, SlowDelay: o.slow})
 	if err != nil {
 		t.Fatal(err)
 	}

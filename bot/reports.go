@@ -51,34 +51,49 @@ func (b *Bot) statusReport(ctx context.Context, cmd Command) (string, error) {
 	p := rollout.Progress{Rollout: *r, Stages: r.StageList(), Counts: c}
 	fmt.Fprintf(&out, "%s\nStarted by %s · %s\n%s *%d/%d* done: %s\n", stageLine(p), who(r.StartedBy), elapsed(*r, time.Now()),
 		progressBar(c.Done(), c.Total()), c.Done(), c.Total(), c)
-	var failures []rollout.HostResult
+	if r.Undo != nil {
+		fmt.Fprintf(&out, "↩️ Rollback asked by %s%s: %s\n", who(r.Undo.By), reasonSuffix(r.Undo.Reason), undoTally(c.Undo))
+	}
+	var failures, notBack []rollout.HostResult
 	for _, hr := range results {
 		if hr.Status.Failure() {
 			failures = append(failures, hr)
+		}
+		if hr.Undo.Status == rollout.UndoFailed || hr.Undo.Status == rollout.UndoLeft {
+			notBack = append(notBack, hr)
 		}
 	}
 	limit := 10
 	if cmd.Failed {
 		limit = maxListed
-		if len(failures) == 0 {
+		if len(failures)+len(notBack) == 0 {
 			out.WriteString("No failed or rolled-back hosts.")
 			return out.String(), nil
 		}
 	}
-	if len(failures) > 0 {
-		out.WriteString("*Failures*\n")
-		for i, hr := range failures {
+	list := func(title string, hrs []rollout.HostResult, line func(rollout.HostResult) string) {
+		if len(hrs) == 0 {
+			return
+		}
+		out.WriteString(title + "\n")
+		for i, hr := range hrs {
 			if i == limit {
 				more := "`/rollout status failed`"
 				if cmd.Failed {
 					more = "`rolloutbot rollout status --failed` on the bot's host"
 				}
-				fmt.Fprintf(&out, "_and %d more — %s_\n", len(failures)-limit, more)
+				fmt.Fprintf(&out, "_and %d more — %s_\n", len(hrs)-limit, more)
 				break
 			}
-			fmt.Fprintf(&out, "• `%s` %s at %s: %s\n", escape(hr.Host.ID), statusWord(hr.Status), hr.Step, escape(clipLine(hr.Error, 160)))
+			out.WriteString(line(hr) + "\n")
 		}
 	}
+	list("*Not put back by the rollback*", notBack, func(hr rollout.HostResult) string {
+		return fmt.Sprintf("• `%s` %s: %s", escape(hr.Host.ID), undoWord(hr.Undo.Status), escape(clipLine(hr.Undo.Error, 160)))
+	})
+	list("*Failures*", failures, func(hr rollout.HostResult) string {
+		return fmt.Sprintf("• `%s` %s at %s: %s", escape(hr.Host.ID), statusWord(hr.Status), hr.Step, escape(clipLine(hr.Error, 160)))
+	})
 	return out.String(), nil
 }
 
@@ -99,6 +114,15 @@ func hostDetail(r *rollout.Rollout, hr rollout.HostResult) string {
 	}
 	if out := tailLines(hr.Output, 20, 2000); out != "" {
 		b.WriteString("\n" + codeBlock(out))
+	}
+	if hr.Undo.Status != rollout.UndoNone {
+		fmt.Fprintf(&b, "\nRollback: %s", undoWord(hr.Undo.Status))
+		if hr.Undo.Error != "" {
+			fmt.Fprintf(&b, ": %s", escape(clipLine(hr.Undo.Error, 1000)))
+		}
+		if out := tailLines(hr.Undo.Output, 20, 2000); out != "" {
+			b.WriteString("\n" + codeBlock(out))
+		}
 	}
 	return b.String()
 }
@@ -145,6 +169,10 @@ func (b *Bot) hosts(ctx context.Context) (string, error) {
 				continue
 			}
 			switch {
+			case hr.Undo.Status == rollout.UndoRestored || hr.Undo.Status == rollout.UndoNotNeeded:
+				known[hr.Host.ID] = hr.PrevVersion
+			case hr.Undo.Status != rollout.UndoNone && hr.Undo.Status != rollout.UndoPending:
+				known[hr.Host.ID] = "" // the rollback could not tell, or left it alone
 			case hr.Status == rollout.StatusSuccess || hr.Status == rollout.StatusSkipped || hr.Status == rollout.StatusRolledBack:
 				known[hr.Host.ID] = hr.NewVersion
 			case hr.PrevVersion != "" && hr.Status != rollout.StatusFailed:

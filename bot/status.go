@@ -66,6 +66,8 @@ type statusMsg struct {
 	thread    []string
 	hostReps  int
 	more      int // host replies past the cap
+	undoReps  int // replies for hosts the rollback did not put back
+	undoMore  int // those past the cap
 	postErr   error
 	nextPost  time.Time
 	errorSent bool
@@ -100,9 +102,14 @@ func (s *Status) Notify(ev rollout.Event) {
 	}
 	switch ev.Kind {
 	case rollout.EventStarted:
-		if m.ts != "" {
+		m.ended = false
+		// A rollback says so itself, when it begins (EventUndoStarted).
+		if m.ts != "" && r.Phase != rollout.PhaseRollingBack {
 			m.thread = append(m.thread, fmt.Sprintf("▶️ Rollout picked up again at %s: %s", stateWord(r), ev.Progress.Counts))
 		}
+	case rollout.EventUndoStarted:
+		m.ended = false
+		m.thread = append(m.thread, undoStartLine(r, ev.Progress.Counts.Undo))
 	case rollout.EventStageStarted:
 		st := ev.Stage
 		line := fmt.Sprintf("▶️ Stage %d%%: %d hosts", st.Percent, r.SegmentSize(st))
@@ -113,6 +120,18 @@ func (s *Status) Notify(ev rollout.Event) {
 	case rollout.EventStageDone:
 		m.thread = append(m.thread, fmt.Sprintf("✅ Stage %d%% done: %d hosts, %d failed", ev.Stage.Percent, ev.Stage.Size(), ev.Progress.StageFailures))
 	case rollout.EventHostDone:
+		if r.Phase == rollout.PhaseRollingBack {
+			if st := ev.Host.Undo.Status; st != rollout.UndoFailed && st != rollout.UndoLeft {
+				break
+			}
+			if m.undoReps < s.cfg.ThreadCap {
+				m.undoReps++
+				m.thread = append(m.thread, undoReply(*ev.Host))
+			} else {
+				m.undoMore++
+			}
+			break
+		}
 		if ev.Host.Status.Failure() {
 			if m.hostReps < s.cfg.ThreadCap {
 				m.hostReps++
@@ -122,15 +141,45 @@ func (s *Status) Notify(ev rollout.Event) {
 			}
 		}
 	case rollout.EventHalting:
-		m.thread = append(m.thread, haltingLine(r.Halt, ev.Progress.Counts.Updating)+": no new host starts, hosts in flight finish")
+		switch {
+		case r.Phase == rollout.PhaseRollingBack:
+			m.thread = append(m.thread, haltingLine(r, ev.Progress.Counts)+": no more hosts are put back; the ones in flight finish")
+		case r.Undo != nil:
+			m.thread = append(m.thread, haltingLine(r, ev.Progress.Counts)+": no new host starts; hosts in flight finish, then every host it updated is put back")
+		default:
+			m.thread = append(m.thread, haltingLine(r, ev.Progress.Counts)+": no new host starts, hosts in flight finish")
+		}
 	case rollout.EventEnded:
 		m.ended = true
 		if m.more > 0 {
 			m.thread = append(m.thread, fmt.Sprintf("… %d more failed or rolled-back hosts are not listed here: `/rollout status failed`", m.more))
+			m.more = 0
 		}
-		m.thread = append(m.thread, endLine(&r, ev.Progress.Counts)+" — "+ev.Progress.Counts.String()+", "+elapsed(r, ev.At))
+		if m.undoMore > 0 {
+			m.thread = append(m.thread, fmt.Sprintf("… and %d more hosts not put back are not listed here: `/rollout status failed`", m.undoMore))
+			m.undoMore = 0
+		}
+		switch {
+		case r.Phase == rollout.PhaseRolledBack:
+			m.thread = append(m.thread, endLine(&r, ev.Progress.Counts)+" — the rollback "+undoElapsed(r, ev.At))
+		case rollbackView(r):
+			m.thread = append(m.thread, endLine(&r, ev.Progress.Counts))
+		default:
+			m.thread = append(m.thread, endLine(&r, ev.Progress.Counts)+" — "+ev.Progress.Counts.String()+", "+elapsed(r, ev.At))
+		}
 	}
 	s.wake()
+}
+
+// undoStartLine is the thread reply when a rollback begins, or is taken up
+// again: who asked for it and why, and what it does.
+func undoStartLine(r rollout.Rollout, u rollout.UndoCounts) string {
+	asked := "asked by " + who(r.Undo.By) + reasonSuffix(r.Undo.Reason)
+	if u.Done() > 0 || u.Restoring > 0 {
+		return fmt.Sprintf("↩️ Rollback of %s picked up again (%s): %s", escape(r.Version), asked, u)
+	}
+	return fmt.Sprintf("↩️ Rolling back %s, %s: %d %s to put back on their previous versions, newest first, %d at once",
+		escape(r.Version), asked, u.Total(), plural(u.Total(), "host", "hosts"), r.Settings.Concurrency)
 }
 
 // wake tells Run there is something to write.

@@ -1,6 +1,6 @@
-// Package metrics exposes rolloutbot's Prometheus metrics: rollouts by
-// outcome, hosts by status, host update durations, SSH errors, and Slack API
-// calls and rate limits. It hears the engine as a rollout.Notifier and the
+// Package metrics exposes rolloutbot's Prometheus metrics: rollouts and
+// rollbacks by outcome, hosts by status, host update durations, SSH errors,
+// and Slack API calls and rate limits. It hears the engine as a rollout.Notifier and the
 // Slack client through an http.RoundTripper; it is the only package that
 // imports the Prometheus client.
 package metrics
@@ -21,6 +21,8 @@ type Metrics struct {
 	reg        *prometheus.Registry
 	rollouts   *prometheus.CounterVec
 	hosts      *prometheus.CounterVec
+	rollbacks  *prometheus.CounterVec
+	undoHosts  *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	sshErrors  *prometheus.CounterVec
 	inFlight   prometheus.Gauge
@@ -36,10 +38,16 @@ func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rolloutbot_rollouts_total", Help: "Rollouts that ended, by outcome (completed, halted, failed).",
+			Name: "rolloutbot_rollouts_total", Help: "Rollouts that ended, by outcome (completed, halted, failed); their rollbacks are counted in rolloutbot_rollbacks_total.",
 		}, []string{"outcome"}),
 		hosts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolloutbot_hosts_total", Help: "Host updates that ended, by status.",
+		}, []string{"status"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolloutbot_rollbacks_total", Help: "Rollbacks of a rollout that ended, by outcome (rolled_back, halted, failed).",
+		}, []string{"outcome"}),
+		undoHosts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolloutbot_rollback_hosts_total", Help: "Hosts whose part of a rollback ended, by status (restored, failed, left, not_needed).",
 		}, []string{"status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rolloutbot_host_update_duration_seconds", Help: "Time from a host's first step to its result, by status and the step it ended in.",
@@ -61,7 +69,7 @@ func New() *Metrics {
 			Name: "rolloutbot_slack_rate_limited_total", Help: "Slack Web API calls answered 429, by method.",
 		}, []string{"method"}),
 	}
-	m.reg.MustRegister(m.rollouts, m.hosts, m.duration, m.sshErrors, m.inFlight, m.active, m.slackCalls, m.slack429,
+	m.reg.MustRegister(m.rollouts, m.hosts, m.rollbacks, m.undoHosts, m.duration, m.sshErrors, m.inFlight, m.active, m.slackCalls, m.slack429,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,6 +89,10 @@ func (m *Metrics) Notify(ev rollout.Event) {
 	case rollout.EventHostDone:
 		m.inFlight.Dec()
 		h := ev.Host
+		if ev.Progress.Rollout.Phase == rollout.PhaseRollingBack {
+			m.undoHosts.WithLabelValues(string(h.Undo.Status)).Inc()
+			return
+		}
 		m.hosts.WithLabelValues(string(h.Status)).Inc()
 		if !h.StartedAt.IsZero() && !h.FinishedAt.IsZero() {
 			m.duration.WithLabelValues(string(h.Status), string(h.Step)).Observe(h.FinishedAt.Sub(h.StartedAt).Seconds())
@@ -91,7 +103,12 @@ func (m *Metrics) Notify(ev rollout.Event) {
 	case rollout.EventEnded:
 		m.active.Set(0)
 		m.inFlight.Set(0)
-		m.rollouts.WithLabelValues(string(ev.Progress.Rollout.Phase)).Inc()
+		r := ev.Progress.Rollout
+		if r.Undo != nil {
+			m.rollbacks.WithLabelValues(string(r.Phase)).Inc()
+			return
+		}
+		m.rollouts.WithLabelValues(string(r.Phase)).Inc()
 	}
 }
 

@@ -80,6 +80,55 @@ func TestRolloutMetrics(t *testing.T) {
 	}
 }
 
+// A rollback counts its hosts and its end apart from the update's: a host
+// put back is not a second host update, a rolled-back rollout not a second rollout.
+func TestRollbackMetrics(t *testing.T) {
+	m := metrics.New()
+	undo := &rollout.Undo{By: "U0ADMIN", Reason: "5xx up"}
+	rolling := rollout.Progress{Rollout: rollout.Rollout{Phase: rollout.PhaseRollingBack, Undo: undo}}
+	host := func(s rollout.UndoStatus) *rollout.HostResult {
+		return &rollout.HostResult{Status: rollout.StatusSuccess, Undo: rollout.UndoResult{Status: s}}
+	}
+	// The update ended as the engine reports it: a host, then the rollback asked for.
+	m.Notify(rollout.Event{Kind: rollout.EventHostStarted})
+	m.Notify(rollout.Event{Kind: rollout.EventHostDone, Host: host(rollout.UndoNone)})
+	m.Notify(rollout.Event{Kind: rollout.EventUndoStarted, Progress: rolling})
+	for _, s := range []rollout.UndoStatus{rollout.UndoRestored, rollout.UndoRestored, rollout.UndoRestored, rollout.UndoFailed, rollout.UndoLeft, rollout.UndoNotNeeded} {
+		m.Notify(rollout.Event{Kind: rollout.EventHostStarted, Progress: rolling})
+		m.Notify(rollout.Event{Kind: rollout.EventHostDone, Progress: rolling, Host: host(s)})
+	}
+	mid := scrape(t, m)
+	for name, want := range map[string]float64{
+		`rolloutbot_rollback_hosts_total{status="restored"}`:   3,
+		`rolloutbot_rollback_hosts_total{status="failed"}`:     1,
+		`rolloutbot_rollback_hosts_total{status="left"}`:       1,
+		`rolloutbot_rollback_hosts_total{status="not_needed"}`: 1,
+		`rolloutbot_hosts_total{status="success"}`:             1, // the update only
+		"rolloutbot_hosts_in_flight":                           0,
+	} {
+		if got := mid(name); got != want {
+			t.Errorf("mid-rollback %s = %v, want %v", name, got, want)
+		}
+	}
+
+	halted := rollout.Rollout{Phase: rollout.PhaseHalted, Undo: undo}
+	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: halted}})
+	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: rollout.Rollout{Phase: rollout.PhaseRolledBack, Undo: undo}}})
+	m.Notify(rollout.Event{Kind: rollout.EventEnded, Progress: rollout.Progress{Rollout: rollout.Rollout{Phase: rollout.PhaseCompleted}}})
+	end := scrape(t, m)
+	for name, want := range map[string]float64{
+		`rolloutbot_rollbacks_total{outcome="rolled_back"}`: 1,
+		`rolloutbot_rollbacks_total{outcome="halted"}`:      1,
+		`rolloutbot_rollouts_total{outcome="completed"}`:    1,
+		`rolloutbot_rollouts_total{outcome="halted"}`:       -1,
+		`rolloutbot_rollouts_total{outcome="rolled_back"}`:  -1,
+	} {
+		if got := end(name); got != want {
+			t.Errorf("after the end %s = %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestSlackCalls(t *testing.T) {
 	limited := true
 	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

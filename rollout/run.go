@@ -425,6 +425,9 @@ func (ru *run) finish(ctx context.Context, phase Phase) (*Rollout, error) {
 	ru.release()
 	ru.e.log.InfoContext(ctx, "rollout ended", "rollout_id", r.ID, "phase", phase, "outcome", Outcome(&r, ru.counts), "hosts", ru.counts.String())
 	ru.notify(EventEnded, nil, ru.stages[r.Stage], 0)
+	if phase != PhaseRolledBack {
+		ru.undoAskedAtTheEnd(ctx)
+	}
 	return &r, nil
 }
 

@@ -235,9 +235,10 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 			r.Undo.At.Local().Format(time.DateTime), r.Label())
 	}
 	u := Undo{By: req.Actor, Reason: req.Reason, At: e.clock.Now()}
+	id := r.ID // r is what the store answers next, nil on some errors
 	if r.Phase.Active() {
-		if r, err = e.cfg.Store.RequestUndo(ctx, r.ID, u); err != nil {
-			return r, fmt.Errorf("record rollback of rollout #%d: %w", r.ID, err)
+		if r, err = e.cfg.Store.RequestUndo(ctx, id, u); err != nil {
+			return r, fmt.Errorf("record rollback of rollout #%d: %w", id, err)
 		}
 		e.mu.Lock()
 		local := e.runs[r.ID]
@@ -247,14 +248,30 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 		}
 		return r, nil
 	}
-	r, err = e.cfg.Store.StartUndo(ctx, r.ID, u, e.cfg.Owner, e.cfg.LeaseTTL)
+	r, err = e.cfg.Store.StartUndo(ctx, id, u, e.cfg.Owner, e.cfg.LeaseTTL)
 	var ae *ActiveError
 	if errors.As(err, &ae) {
 		return r, err
 	} else if err != nil {
-		return r, fmt.Errorf("start the rollback of rollout #%d: %w", req.ID, err)
+		return r, fmt.Errorf("start the rollback of rollout #%d: %w", id, err)
 	}
 	return r, nil
+}
+
+// undoAskedAtTheEnd begins the rollback asked for as the rollout ended: the
+// request reached the store after the driver had decided to end it, so no
+// driver would act on it. Serve drives it from here.
+func (ru *run) undoAskedAtTheEnd(ctx context.Context) {
+	cur, err := ru.e.cfg.Store.Rollout(ctx, ru.r.ID)
+	if err != nil || cur.Undo == nil || cur.Undo.Epoch != 0 || !cur.Phase.Ended() {
+		return
+	}
+	if _, err := ru.e.cfg.Store.StartUndo(ctx, cur.ID, *cur.Undo, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL); err != nil {
+		ru.e.log.Warn("start the rollback asked for as the rollout ended", "rollout_id", cur.ID, "err", err)
+		return
+	}
+	ru.e.log.Info("rollback asked for as the rollout ended; rolling back", "rollout_id", cur.ID, "actor", cur.Undo.By, "phase", cur.Phase)
+	ru.e.Kick()
 }
 
 // request takes a halt, and a rollback to follow it, asked for elsewhere.
@@ -301,7 +318,12 @@ func (ru *run) reload(ctx context.Context, r *Rollout) error {
 	}
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
-	ru.r, ru.results = *r, results
+	// Only what StartUndo changes: the watch and the shutdown grace read
+	// the rollout's ID and stage without the lock.
+	ru.r.Phase, ru.r.Undo, ru.r.Halt, ru.r.Error = r.Phase, r.Undo, r.Halt, r.Error
+	ru.r.Epoch, ru.r.Owner, ru.r.LeaseUntil = r.Epoch, r.Owner, r.LeaseUntil
+	ru.r.WaitUntil, ru.r.FinishedAt, ru.r.UpdatedAt = r.WaitUntil, r.FinishedAt, r.UpdatedAt
+	ru.results = results
 	ru.counts = CountResults(results)
 	ru.haltCh = make(chan struct{})
 	if r.Halt != nil {

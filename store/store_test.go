@@ -306,6 +306,18 @@ func TestRolloutRoundTrip(t *testing.T) {
 		if err != nil || hr.Output != "bin\uFFFDary \uFFFD caf\uFFFD" || hr.Error != "update failed: \uFFFD" {
 			t.Fatalf("binary output stored as %q, %q (%v)", hr.Output, hr.Error, err)
 		}
+		// Counts tallies what HostResults holds, the hosts' part of a rollback too.
+		res[0].Status, res[0].Undo = rollout.StatusSuccess, rollout.UndoResult{Status: rollout.UndoRestored}
+		if err := db.SaveHostResults(ctx, "p1", res[0:1]); err != nil {
+			t.Fatal(err)
+		}
+		all, err := db.HostResults(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := db.Counts(ctx, r.ID); err != nil || c != rollout.CountResults(all) || c.Undo.Restored != 1 {
+			t.Fatalf("counts %+v (%v), want %+v", c, err, rollout.CountResults(all))
+		}
 		if _, err := db.FindHostResult(ctx, r.ID, "nope"); !errors.Is(err, rollout.ErrNotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}

@@ -569,6 +569,22 @@ type element struct {
 	ActionID string          `json:"action_id"`
 	Value    string          `json:"value"`
 	RawText  json.RawMessage `json:"text"`
+	Confirm  *struct {
+		Title, Text, Confirm, Deny struct {
+			Text string `json:"text"`
+		}
+	} `json:"confirm"`
+}
+
+// confirmOK checks a button's confirm dialog against Slack's limits: title
+// 100 characters, text 300, the two buttons 30 each.
+func (e element) confirmOK() bool {
+	c := e.Confirm
+	if c == nil {
+		return true
+	}
+	n := utf8.RuneCountInString
+	return n(c.Title.Text) <= 100 && n(c.Text.Text) <= 300 && n(c.Confirm.Text) <= 30 && n(c.Deny.Text) <= 30
 }
 
 // label is a button's text.
@@ -589,7 +605,7 @@ func (b block) elements() []element {
 
 // validBlocks enforces the Block Kit limits a progress message can hit:
 // 50 blocks, 3,000-character section text, 75-character button labels,
-// 2,000-character button values. An empty list is nil.
+// 2,000-character button values, confirm dialogs. An empty list is nil.
 func validBlocks(raw string) (json.RawMessage, string) {
 	var blocks []block
 	if err := json.Unmarshal([]byte(raw), &blocks); err != nil {
@@ -603,7 +619,7 @@ func validBlocks(raw string) (json.RawMessage, string) {
 			return nil, "invalid_blocks"
 		}
 		for _, e := range b.elements() {
-			if e.Type == "button" && (utf8.RuneCountInString(e.label()) > 75 || utf8.RuneCountInString(e.Value) > 2000) {
+			if e.Type == "button" && (utf8.RuneCountInString(e.label()) > 75 || utf8.RuneCountInString(e.Value) > 2000 || !e.confirmOK()) {
 				return nil, "invalid_blocks"
 			}
 		}

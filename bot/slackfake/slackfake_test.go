@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,12 @@ func TestWebAPI(t *testing.T) {
 	}
 	_, _, err = api.PostMessage("C1", slack.MsgOptionBlocks(many...))
 	wantErr(t, "51 blocks", err, "invalid_blocks")
+	btn := slack.NewButtonBlockElement("go", "1", slack.NewTextBlockObject("plain_text", "Go", false, false))
+	btn.Confirm = slack.NewConfirmationBlockObject(slack.NewTextBlockObject("plain_text", "Sure?", false, false),
+		slack.NewTextBlockObject("plain_text", strings.Repeat("x", 301), false, false),
+		slack.NewTextBlockObject("plain_text", "Yes", false, false), slack.NewTextBlockObject("plain_text", "No", false, false))
+	_, _, err = api.PostMessage("C1", slack.MsgOptionBlocks(slack.NewActionBlock("a", btn)))
+	wantErr(t, "a confirm text of 301 characters", err, "invalid_blocks")
 	_, _, err = api.PostMessage("C1")
 	wantErr(t, "empty message", err, "no_text")
 
@@ -293,8 +300,8 @@ func TestWebAPI(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error != "unknown_method" {
 		t.Errorf("unknown method: %+v, %v", body, err)
 	}
-	if n := s.Calls("chat.postMessage"); n != 6 {
-		t.Errorf("chat.postMessage calls = %d, want 6", n)
+	if n := s.Calls("chat.postMessage"); n != 7 {
+		t.Errorf("chat.postMessage calls = %d, want 7", n)
 	}
 }
 

@@ -372,7 +372,7 @@ func TestDeploySlackManifest(t *testing.T) {
 	if cmd.Description == "" || cmd.ShouldEscape == nil || *cmd.ShouldEscape {
 		t.Errorf("/rollout needs a description and should_escape: false: %+v", cmd)
 	}
-	for _, sub := range []string{"start", "plan", "status", "halt", "resume", "history", "hosts", "schedule", "help"} {
+	for _, sub := range []string{"start", "plan", "status", "halt", "resume", "rollback", "history", "hosts", "schedule", "help"} {
 		if !strings.Contains(cmd.UsageHint, sub) {
 			t.Errorf("/rollout usage_hint %q does not mention %s", cmd.UsageHint, sub)
 		}
