@@ -365,11 +365,17 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan stru
 		h.stats.maxRunning.Store(h.running)
 	}
 	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.running--
-		h.mu.Unlock()
-	}()
+	// It ends before its answer leaves, as a process exits before sshd
+	// reports its status: a client's next command may come at once.
+	var once sync.Once
+	ended := func() {
+		once.Do(func() {
+			h.mu.Lock()
+			h.running--
+			h.mu.Unlock()
+		})
+	}
+	defer ended()
 	if verb == "update" && b == Hang {
 		return
 	}
@@ -377,6 +383,7 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan stru
 		return
 	}
 	r := h.run(b, verb, arg, cmd)
+	ended()
 	if fenced && (verb == "update" || verb == "rollback") {
 		h.mu.Lock()
 		h.last.Finished, h.last.Exit = true, int(r.status)
