@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 // memStore is a store that keeps everything in memory, no I/O: the baseline
 // that shows what a real store adds to a rollout's wall time.
 type memStore struct {
+	id       string
 	mu       sync.Mutex
 	hosts    []rollout.Host
 	rollouts []*rollout.Rollout
@@ -20,8 +22,12 @@ type memStore struct {
 }
 
 func newMemStore(hosts []rollout.Host) *memStore {
-	return &memStore{hosts: hosts, results: map[int64][]rollout.HostResult{}}
+	// Each its own name: the fleet is shared by the benchmark's stores,
+	// whose rollout numbers start at 1 each.
+	return &memStore{id: fmt.Sprintf("mem-%p", &hosts), hosts: hosts, results: map[int64][]rollout.HostResult{}}
 }
+
+func (m *memStore) ID() string { return m.id }
 
 func (m *memStore) ActiveHosts(context.Context) ([]rollout.Host, error) {
 	return slices.Clone(m.hosts), nil

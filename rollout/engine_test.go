@@ -434,6 +434,8 @@ func TestRecheckAfterCrash(t *testing.T) {
 		{name: "update never ran", step: rollout.StepUpdate, version: "v1", status: rollout.StatusSuccess, updates: 1},
 		{name: "update never ran, a record of an older rollout", step: rollout.StepUpdate, version: "v1",
 			last: rollout.LastCommand{Fence: rollout.Fence{Rollout: 0, Epoch: 4}, Step: rollout.StepUpdate, Finished: true}, status: rollout.StatusSuccess, updates: 1},
+		{name: "update never ran, a record of another store's rollout #1", step: rollout.StepUpdate, version: "v1",
+			last: rollout.LastCommand{Fence: rollout.Fence{Store: "another", Rollout: 1, Epoch: 1}, Step: rollout.StepUpdate, Finished: true}, status: rollout.StatusSuccess, updates: 1},
 		{name: "update ran", step: rollout.StepUpdate, version: "v2", last: ours(rollout.StepUpdate, true, 0), status: rollout.StatusSuccess},
 		{name: "update ran and failed", step: rollout.StepUpdate, version: "v1", last: ours(rollout.StepUpdate, true, 1),
 			status: rollout.StatusRolledBack, rollbacks: true, errHas: "exited with status 1 (under the previous driver)"},
@@ -462,6 +464,9 @@ func TestRecheckAfterCrash(t *testing.T) {
 			}
 			if err := h.db.SaveHostResults(ctx, "test", res); err != nil {
 				t.Fatal(err)
+			}
+			if tc.last.Fence.Rollout == 1 && tc.last.Fence.Store == "" {
+				tc.last.Fence.Store = h.db.ID() // this store's rollout #1
 			}
 			h.fleet.version[id], h.fleet.last[id], h.fleet.behavior[id] = tc.version, tc.last, tc.behavior
 			// The crashed driver's lease is ours here (same owner name); a new process would wait it out.
@@ -575,7 +580,7 @@ func TestHaltOfAnOrphan(t *testing.T) {
 	}
 	ran := res[0].Host.ID
 	h.fleet.version[ran] = "v2"
-	h.fleet.last[ran] = rollout.LastCommand{Fence: r.Fence(), Step: rollout.StepUpdate, Finished: true}
+	h.fleet.last[ran] = rollout.LastCommand{Fence: r.Fence(h.db.ID()), Step: rollout.StepUpdate, Finished: true}
 	if err := h.db.ReleaseRollout(ctx, r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}

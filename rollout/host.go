@@ -103,7 +103,7 @@ func (ru *run) update(ctx context.Context, conn Conn, hr HostResult) (HostResult
 func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs HostState) (HostResult, error) {
 	log := ru.e.log.With("rollout_id", ru.r.ID, "host", hr.Host.ID)
 	last := hs.Last
-	ours := last.Of(ru.r.ID)
+	ours := last.Of(ru.fence())
 	switch {
 	case hr.Step == StepRollback && ours && last.Step == StepRollback && last.Finished && last.Exit == 0:
 		log.InfoContext(ctx, "re-check: the rollback ran; checking health", "step", StepRollback, "version", hs.Version)
@@ -273,12 +273,19 @@ func (ru *run) waitHealthy(ctx context.Context, conn Conn) (string, error) {
 	}
 }
 
+// fence is this driver's fence on the hosts.
+func (ru *run) fence() Fence {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.r.Fence(ru.e.cfg.Store.ID())
+}
+
 // connect opens a connection under this driver's fence, once the lease allows.
 func (ru *run) connect(ctx context.Context, h Host) (Conn, error) {
 	if err := ru.lease.hold(ctx); err != nil {
 		return nil, err
 	}
-	return ru.e.cfg.Updater.Connect(ctx, h, ru.r.Fence())
+	return ru.e.cfg.Updater.Connect(ctx, h, ru.fence())
 }
 
 // version reads the host's state, once the lease allows.

@@ -11,6 +11,9 @@ import (
 // with ErrLeaseLost when another process has taken the rollout over. Lease
 // times are the store's own clock, never a caller's.
 type Store interface {
+	// ID names the store, for the fences of host commands: it is made once,
+	// when the store is set up.
+	ID() string
 	// CreateRollout records a new active rollout leased to r.Owner for ttl,
 	// at epoch 1, and sets r's ID, lease and epoch.
 	CreateRollout(ctx context.Context, r *Rollout, hosts []Host, ttl time.Duration) error
@@ -98,8 +101,11 @@ type LastCommand struct {
 	Exit     int  // its exit status, when Finished
 }
 
-// Of reports whether the record is of an update or rollback of rollout id.
-func (l LastCommand) Of(id int64) bool { return l.Step != "" && l.Fence.Rollout == id }
+// Of reports whether the record is of an update or rollback of the rollout f
+// fences.
+func (l LastCommand) Of(f Fence) bool {
+	return l.Step != "" && l.Fence.Store == f.Store && l.Fence.Rollout == f.Rollout
+}
 
 // Notifier hears about a rollout's progress. Notify is called in order, from
 // the engine's goroutines, with the engine's lock held: it must return at once

@@ -262,6 +262,9 @@ type Segment struct {
 // no older than the newest the host has seen, so a driver that was replaced
 // and wakes up late cannot run anything there.
 type Fence struct {
+	// Store names the store the rollout is kept in: rollouts of another
+	// store (one set up anew counts from 1 again) are not comparable.
+	Store   string
 	Rollout int64
 	Epoch   int64
 }
@@ -275,7 +278,9 @@ func (r *Rollout) SegmentSize(st Stage) int {
 }
 
 // Fence is the fence of the rollout's current driver.
-func (r *Rollout) Fence() Fence { return Fence{Rollout: r.ID, Epoch: r.Epoch} }
+func (r *Rollout) Fence(store string) Fence {
+	return Fence{Store: store, Rollout: r.ID, Epoch: r.Epoch}
+}
 
 // Label names where the rollout is for people: "stage 50%", "paused after
 // stage 10%", "halting", "halted", "completed", "failed".

@@ -431,7 +431,7 @@ func (ru *run) undoHost(ctx context.Context, hr HostResult) (HostResult, error) 
 	}
 	if recheck {
 		last := hs.Last
-		ours := last.Of(ru.r.ID) && last.Step == StepRollback && ru.r.Undo != nil && last.Fence.Epoch >= ru.r.Undo.Epoch
+		ours := last.Of(ru.fence()) && last.Step == StepRollback && ru.r.Undo != nil && last.Fence.Epoch >= ru.r.Undo.Epoch
 		switch {
 		case ours && last.Finished && last.Exit == 0, hs.Version == prev:
 			log.InfoContext(ctx, "re-check: the rollback ran; checking health", "version", hs.Version)

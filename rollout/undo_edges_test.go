@@ -98,7 +98,7 @@ func TestHaltOfAnOrphanedRollback(t *testing.T) {
 	}
 	ran := res[0].Host.ID
 	h.fleet.version[ran] = "v1"
-	h.fleet.last[ran] = rollout.LastCommand{Fence: r.Fence(), Step: rollout.StepRollback, Finished: true}
+	h.fleet.last[ran] = rollout.LastCommand{Fence: r.Fence(h.db.ID()), Step: rollout.StepRollback, Finished: true}
 	if err := h.db.ReleaseRollout(ctx, r.ID, "test"); err != nil {
 		t.Fatal(err)
 	}

@@ -212,7 +212,7 @@ func TestRollbackRecheckAfterCrash(t *testing.T) {
 		if err := h.db.SaveHostResults(ctx, "test", res); err != nil {
 			t.Fatal(err)
 		}
-		undoFence := rollout.Fence{Rollout: r.ID, Epoch: started.Undo.Epoch}
+		undoFence := rollout.Fence{Store: h.db.ID(), Rollout: r.ID, Epoch: started.Undo.Epoch}
 		// h000: its rollback ran. h001: recorded, never ran. h002: cut off before it switched.
 		h.fleet.version["h000"] = "v1"
 		h.fleet.last["h000"] = rollout.LastCommand{Fence: undoFence, Step: rollout.StepRollback, Finished: true}

@@ -12,15 +12,17 @@ import (
 // fenceScript runs one recipe command on a host, under the host's lock and
 // the driver's fence. It asks of the host a POSIX sh and flock(1), which
 // util-linux and BusyBox both ship. Its arguments: the host directory
-// (relative to $HOME unless absolute), the rollout, the epoch, the step, the
-// seconds to wait for the lock, the command.
+// (relative to $HOME unless absolute), the store, the rollout, the epoch, the
+// step, the seconds to wait for the lock, the command.
 //
 //   - The lock (DIR/lock, held on fd 9) is taken for the whole run and
 //     inherited by the command's processes, so a command its driver
 //     abandoned (killed, frozen, cut off) holds the host until it really
 //     ends, and the next command waits for it.
 //   - DIR/fence holds the newest fence that ran a command here; an older one
-//     is refused, so a replaced driver that wakes up late runs nothing.
+//     of the same store is refused, so a replaced driver that wakes up late
+//     runs nothing. Another store's fence (a store set up anew, whose rollouts
+//     count from 1 again) is not comparable, and replaces it.
 //   - DIR/last records the last update or rollback, "running" while it runs,
 //     then its exit status, which a version read prints first: a re-check
 //     after a crash learns whether the update ran, and how it ended.
@@ -28,7 +30,7 @@ import (
 // The command runs in the login shell, as sshd would have run it. Exit
 // statuses 120 (fenced), 121 (lock still held) and 122 (host not set up)
 // come with a "rolloutbot:" line on stderr.
-const fenceScript = `d=$1 r=$2 e=$3 s=$4 w=$5
+const fenceScript = `d=$1 k=$2 r=$3 e=$4 s=$5 w=$6
 case $d in /*) ;; *) d=$HOME/$d ;; esac
 command -v flock >/dev/null 2>&1 || { echo "rolloutbot: flock(1) is not installed on this host (it comes with util-linux or BusyBox)" >&2; exit 122; }
 [ -d "$d" ] || mkdir -p "$d" || { echo "rolloutbot: cannot create $d" >&2; exit 122; }
@@ -37,18 +39,18 @@ if ! flock -w "$w" 9; then
 	l=; [ -s "$d/last" ] && read -r l <"$d/last"
 	echo "rolloutbot: $d/lock is still held after ${w}s by an earlier command (last recorded: ${l:-none})" >&2; exit 121
 fi
-fr=0 fe=0; [ -s "$d/fence" ] && read -r fr fe <"$d/fence"
-if [ "$fr" -gt "$r" ] || { [ "$fr" -eq "$r" ] && [ "$fe" -gt "$e" ]; }; then
+fk= fr=0 fe=0; [ -s "$d/fence" ] && read -r fk fr fe <"$d/fence"
+if [ "$fk" = "$k" ] && { [ "$fr" -gt "$r" ] || { [ "$fr" -eq "$r" ] && [ "$fe" -gt "$e" ]; }; }; then
 	echo "rolloutbot: fenced: this host was since commanded by rollout $fr epoch $fe, not $r epoch $e" >&2; exit 120
 fi
-[ "$fr $fe" = "$r $e" ] || echo "$r $e" >"$d/fence" || { echo "rolloutbot: cannot write $d/fence" >&2; exit 122; }
+[ "$fk $fr $fe" = "$k $r $e" ] || echo "$k $r $e" >"$d/fence" || { echo "rolloutbot: cannot write $d/fence" >&2; exit 122; }
 case $s in
 version) l=; [ -s "$d/last" ] && read -r l <"$d/last"; echo "rolloutbot-last: $l" ;;
-update|rollback) echo "$r $e $s running" >"$d/last" || { echo "rolloutbot: cannot write $d/last" >&2; exit 122; } ;;
+update|rollback) echo "$k $r $e $s running" >"$d/last" || { echo "rolloutbot: cannot write $d/last" >&2; exit 122; } ;;
 esac
-"${SHELL:-/bin/sh}" -c "$6"
+"${SHELL:-/bin/sh}" -c "$7"
 c=$?
-case $s in update|rollback) echo "$r $e $s $c" >"$d/last" ;; esac
+case $s in update|rollback) echo "$k $r $e $s $c" >"$d/last" ;; esac
 exit $c`
 
 // Exit statuses of fenceScript's own refusals.
@@ -73,7 +75,7 @@ type Fenced struct {
 
 // String is the exec request for f: sh runs the wrapper with f's arguments.
 func (f Fenced) String() string {
-	return "sh -c " + shellQuote(fenceScript) + " rolloutbot " + shellQuote(f.Dir) + " " +
+	return "sh -c " + shellQuote(fenceScript) + " rolloutbot " + shellQuote(f.Dir) + " " + shellQuote(storeWord(f.Fence.Store)) + " " +
 		strconv.FormatInt(f.Fence.Rollout, 10) + " " + strconv.FormatInt(f.Fence.Epoch, 10) + " " +
 		string(f.Step) + " " + strconv.Itoa(f.LockWait) + " " + shellQuote(f.Command)
 }
@@ -86,16 +88,24 @@ func ParseFenced(cmd string) (Fenced, bool) {
 		return Fenced{}, false
 	}
 	words, ok := shellWords(rest)
-	if !ok || len(words) != 6 {
+	if !ok || len(words) != 7 {
 		return Fenced{}, false
 	}
 	var f Fenced
 	var err1, err2, err3 error
-	f.Dir, f.Step, f.Command = words[0], rollout.Step(words[3]), words[5]
-	f.Fence.Rollout, err1 = strconv.ParseInt(words[1], 10, 64)
-	f.Fence.Epoch, err2 = strconv.ParseInt(words[2], 10, 64)
-	f.LockWait, err3 = strconv.Atoi(words[4])
+	f.Dir, f.Fence.Store, f.Step, f.Command = words[0], strings.TrimPrefix(words[1], "-"), rollout.Step(words[4]), words[6]
+	f.Fence.Rollout, err1 = strconv.ParseInt(words[2], 10, 64)
+	f.Fence.Epoch, err2 = strconv.ParseInt(words[3], 10, 64)
+	f.LockWait, err3 = strconv.Atoi(words[5])
 	return f, errors.Join(err1, err2, err3) == nil
+}
+
+// storeWord is a store's name as one word on the host: "-" for none.
+func storeWord(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // shellQuote makes s one single-quoted shell word.
@@ -133,17 +143,22 @@ func shellWords(s string) ([]string, bool) {
 }
 
 // ParseLast reads a host's record of its last update or rollback, as the
-// wrapper prints it: "ROLLOUT EPOCH STEP running|STATUS", or nothing.
+// wrapper prints it: "STORE ROLLOUT EPOCH STEP running|STATUS", or nothing.
+// A record in an older form (without the store) is another store's.
 func ParseLast(line string) (rollout.LastCommand, error) {
 	f := strings.Fields(line)
+	if len(f) == 4 {
+		f = append([]string{"-"}, f...)
+	}
 	if len(f) == 0 {
 		return rollout.LastCommand{}, nil
 	}
 	var l rollout.LastCommand
 	var err error
-	if len(f) != 4 {
-		return l, fmt.Errorf("the host's record of its last command %q does not read as ROLLOUT EPOCH STEP STATUS", line)
+	if len(f) != 5 {
+		return l, fmt.Errorf("the host's record of its last command %q does not read as STORE ROLLOUT EPOCH STEP STATUS", line)
 	}
+	l.Fence.Store, f = strings.TrimPrefix(f[0], "-"), f[1:]
 	if l.Fence.Rollout, err = strconv.ParseInt(f[0], 10, 64); err != nil {
 		return l, fmt.Errorf("the host's record of its last command %q: %w", line, err)
 	}
@@ -169,5 +184,5 @@ func FormatLast(l rollout.LastCommand) string {
 	if l.Finished {
 		status = strconv.Itoa(l.Exit)
 	}
-	return fmt.Sprintf("%d %d %s %s", l.Fence.Rollout, l.Fence.Epoch, l.Step, status)
+	return fmt.Sprintf("%s %d %d %s %s", storeWord(l.Fence.Store), l.Fence.Rollout, l.Fence.Epoch, l.Step, status)
 }

@@ -16,7 +16,7 @@ import (
 
 func TestFencedRoundTrip(t *testing.T) {
 	for _, f := range []sshrunner.Fenced{
-		{Dir: ".rolloutbot", Fence: rollout.Fence{Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, LockWait: 300,
+		{Dir: ".rolloutbot", Fence: rollout.Fence{Store: "0f9c2e", Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, LockWait: 300,
 			Command: `apt-get install -y myapp='2.4.1' && echo "it's done" | tee /tmp/x`},
 		{Dir: "/var/lib/my dir/it's", Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: rollout.StepVersion, LockWait: 1, Command: "cat VERSION"},
 	} {
@@ -108,5 +108,15 @@ func TestSSHDFencing(t *testing.T) {
 	}
 	if _, err := replaced.Health(ctx); !errors.Is(err, rollout.ErrFenced) {
 		t.Fatalf("Health under rollout 4's fence after rollout 5 = %v", err)
+	}
+	// Another store (one set up anew counts rollouts from 1 again) is not
+	// fenced off by this one's numbers, and its record of the last update is
+	// not taken for its own.
+	fresh := open(rollout.Fence{Store: "a-new-store", Rollout: 1, Epoch: 1})
+	if hs, err := fresh.Version(ctx); err != nil || hs.Last.Of(rollout.Fence{Store: "a-new-store", Rollout: 4}) {
+		t.Fatalf("Version under a new store's fence = %+v, %v", hs, err)
+	}
+	if _, err := fresh.Health(ctx); err != nil {
+		t.Fatalf("Health under a new store's fence: %v", err)
 	}
 }

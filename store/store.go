@@ -24,6 +24,7 @@ import (
 type DB struct {
 	b   backend
 	log *slog.Logger
+	id  string // the store's name, made by its migrations
 }
 
 var _ rollout.Store = (*DB)(nil)
@@ -101,6 +102,12 @@ func open(ctx context.Context, dsn string, log *slog.Logger, upTo int) (*DB, err
 		b.close()
 		return nil, openError("migrate store %s: %w", dsn, err)
 	}
+	if upTo < 0 || upTo >= 3 {
+		if err := b.queryRow(ctx, `SELECT id FROM store_info`).Scan(&db.id); err != nil {
+			b.close()
+			return nil, openError("read the name of store %s: %w", dsn, err)
+		}
+	}
 	return db, nil
 }
 
@@ -139,6 +146,10 @@ var passwordURL = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
 
 // passwordKV finds the password of a keyword/value connection string.
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// ID is the store's own name, made once when it was set up: host commands'
+// fences are compared only with fences of the same store.
+func (db *DB) ID() string { return db.id }
 
 // Close releases the connections.
 func (db *DB) Close() { db.b.close() }

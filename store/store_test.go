@@ -633,3 +633,19 @@ func TestUpgradeToOnePhase(t *testing.T) {
 		}
 	})
 }
+
+// A store has a name of its own, made once: the same at every open, and
+// another store's differs, so hosts never compare one store's rollout
+// numbers with another's.
+func TestStoreID(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		a, again := open(t, dsn), open(t, dsn)
+		if a.ID() == "" || a.ID() != again.ID() {
+			t.Fatalf("store ID %q, then %q", a.ID(), again.ID())
+		}
+		other := open(t, "sqlite:"+filepath.Join(t.TempDir(), "other.db"))
+		if other.ID() == a.ID() {
+			t.Fatalf("two stores named %q", a.ID())
+		}
+	})
+}

@@ -332,7 +332,8 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan stru
 			defer unlock()
 		}
 		h.mu.Lock()
-		newer := h.fence.Rollout > fc.Fence.Rollout || (h.fence.Rollout == fc.Fence.Rollout && h.fence.Epoch > fc.Fence.Epoch)
+		newer := h.fence.Store == fc.Fence.Store &&
+			(h.fence.Rollout > fc.Fence.Rollout || (h.fence.Rollout == fc.Fence.Rollout && h.fence.Epoch > fc.Fence.Epoch))
 		if !newer {
 			h.fence = fc.Fence
 			last = sshrunner.FormatLast(h.last)

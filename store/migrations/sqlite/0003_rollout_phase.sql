@@ -52,3 +52,9 @@ ALTER TABLE rollout_hosts ADD COLUMN undo_error TEXT NOT NULL DEFAULT '';
 ALTER TABLE rollout_hosts ADD COLUMN undo_output TEXT NOT NULL DEFAULT '';
 ALTER TABLE rollout_hosts ADD COLUMN undo_started_at TIMESTAMP;
 ALTER TABLE rollout_hosts ADD COLUMN undo_finished_at TIMESTAMP;
+
+-- The store's own name, made once: hosts compare the fences of commands only
+-- with fences of the same store, as a store set up anew counts rollouts from
+-- 1 again.
+CREATE TABLE store_info (id TEXT NOT NULL);
+INSERT INTO store_info (id) VALUES (lower(hex(randomblob(16))));
