@@ -48,7 +48,8 @@ cat > "$work/rolloutbot.yaml" <<EOF
 state_dir: state
 log: {level: warn}
 inventory: {source: file, file: hosts.yaml}
-ssh: {user: fleet, key_file: $fleet/etc/client_ed25519, known_hosts: $fleet/known_hosts-$n, command_timeout: 60s}
+ssh: {user: fleet, key_file: $fleet/etc/client_ed25519, known_hosts: $fleet/known_hosts-$n, command_timeout: 60s,
+  host_dir: "$fleet/hosts/{address}.rolloutbot"}
 rollout: {stages: [10, 50, 100], concurrency: $c, pause: 0s, threshold: 30}
 recipe:
   version: "$ctl version"
@@ -57,6 +58,8 @@ recipe:
   rollback: "$ctl rollback {version}"
 EOF
 
+# The fleet's hosts share the fleet user's home: each keeps rolloutbot's
+# lock and fence beside its own version file (host_dir), as separate machines would.
 reset_hosts() { rm -rf "$fleet"/hosts/127.0.1[0-9].*; rm -rf "$work/state"; }
 
 run_floor() {

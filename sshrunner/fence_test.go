@@ -120,3 +120,21 @@ func TestSSHDFencing(t *testing.T) {
 		t.Fatalf("Health under a new store's fence: %v", err)
 	}
 }
+
+// {address} in the host directory is each host's own address.
+func TestHostDirPerAddress(t *testing.T) {
+	s := sshdtest.Start(t, sshdtest.Options{})
+	cfg := sshdConfig(t, s)
+	base := t.TempDir()
+	cfg.HostDir = filepath.Join(base, "{address}.rolloutbot")
+	if err := os.WriteFile(filepath.Join(s.Dir, "version"), []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, newRunner(t, cfg, nil), s.Hosts[0].Host)
+	if _, err := c.Version(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(base, s.Hosts[0].Address+".rolloutbot", "lock")); err != nil {
+		t.Fatalf("no lock in the host's own directory: %v", err)
+	}
+}

@@ -84,6 +84,8 @@ type Config struct {
 	// HostDir is the directory on each host, relative to the login's home
 	// unless absolute, where the host keeps its lock and fence (default
 	// ".rolloutbot"): every recipe command runs inside the wrapper in fence.go.
+	// {address} in it is the host's address, for inventories whose entries
+	// share one home but are separate machines (a test fleet on one sshd).
 	HostDir string
 
 	Recipe Recipe
@@ -276,7 +278,8 @@ func (r *Runner) Connect(ctx context.Context, h rollout.Host, fence rollout.Fenc
 		return nil, fmt.Errorf("ssh handshake with %s as %s: %w", addr, user, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	conn := &conn{r: r, addr: addr, fence: fence, client: ssh.NewClient(c, chans, reqs), dead: make(chan struct{})}
+	conn := &conn{r: r, addr: addr, fence: fence, hostDir: strings.ReplaceAll(r.cfg.HostDir, "{address}", h.Address),
+		client: ssh.NewClient(c, chans, reqs), dead: make(chan struct{})}
 	go conn.watch()
 	return conn, nil
 }
@@ -295,11 +298,12 @@ func unwrapDial(err error) error {
 
 // conn is one host's connection.
 type conn struct {
-	r      *Runner
-	addr   string
-	fence  rollout.Fence
-	client *ssh.Client
-	dead   chan struct{} // closed when the connection ended
+	r       *Runner
+	addr    string
+	fence   rollout.Fence
+	hostDir string
+	client  *ssh.Client
+	dead    chan struct{} // closed when the connection ended
 }
 
 // watch sends keepalives and closes a connection that stops answering them,
@@ -462,7 +466,7 @@ func (c *conn) run(ctx context.Context, step rollout.Step, cmd string, stdout io
 		sess.Close()
 	})
 	wait := int(c.lockWait() / time.Second)
-	err = sess.Run(Fenced{Dir: c.r.cfg.HostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}.String())
+	err = sess.Run(Fenced{Dir: c.hostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}.String())
 	if !stop() {
 		return tail.String(), stopped()
 	}
