@@ -317,7 +317,15 @@ func (ru *run) runHosts(ctx, hostCtx context.Context, st Stage, todo []int, rech
 func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 	do func(context.Context, HostResult) (HostResult, error), record func(before, res HostResult, err error)) {
 	next := 0
-	var wg sync.WaitGroup
+	ru.mu.Lock()
+	undo := ru.r.Phase == PhaseRollingBack
+	ru.mu.Unlock()
+	// A host that ended well is stored while its worker goes on to the next
+	// host: only starts and failures (which may halt the stage) hold the
+	// worker until they are durable. A result is reported once stored either
+	// way, and a crash before that leaves the host for a re-check.
+	var wg, saves sync.WaitGroup
+	defer saves.Wait()
 	for range min(ru.r.Settings.Concurrency, len(todo)) {
 		wg.Go(func() {
 			for {
@@ -344,6 +352,10 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 				ru.mu.Unlock()
 
 				res, err := do(hostCtx, hr)
+				if err == nil && endedWell(res, undo) {
+					saves.Go(func() { record(hr, res, ru.w.save(hostCtx, res)) })
+					continue
+				}
 				if err == nil {
 					err = ru.w.save(hostCtx, res)
 				}
@@ -352,6 +364,15 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 		})
 	}
 	wg.Wait()
+}
+
+// endedWell reports whether a host's result is an end that cannot halt
+// anything: updated or skipped, or (in a rollback) put back or already back.
+func endedWell(res HostResult, undo bool) bool {
+	if undo {
+		return res.Undo.Status == UndoRestored || res.Undo.Status == UndoNotNeeded
+	}
+	return res.Status == StatusSuccess || res.Status == StatusSkipped
 }
 
 // record takes a host's result into the run's accounting; err means it was
