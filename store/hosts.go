@@ -29,8 +29,8 @@ func (db *DB) ListHosts(ctx context.Context) ([]rollout.Host, error) {
 	return db.hosts(ctx, db.b, `SELECT `+hostCols+` FROM hosts ORDER BY id`)
 }
 
-func (db *DB) hosts(ctx context.Context, q querier, sql string) ([]rollout.Host, error) {
-	rs, err := q.query(ctx, sql)
+func (db *DB) hosts(ctx context.Context, q querier, stmt string) ([]rollout.Host, error) {
+	rs, err := q.query(ctx, stmt)
 	if err != nil {
 		return nil, err
 	}
