@@ -423,18 +423,25 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	return nil
 }
 
+// openFollowing opens the program to follow a rollout in this process: live
+// progress, and the rollout's Slack status message when Slack is configured.
+func (m *Main) openFollowing(ctx context.Context, cfgPath string) (*app, *console.Progress, *bot.Status, error) {
+	cfg, err := m.loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	progress := console.NewProgress(m.Stdout, m.TTY)
+	var status *bot.Status
+	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
+	return a, progress, status, err
+}
+
 func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout resume")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	progress := console.NewProgress(m.Stdout, m.TTY)
-	var status *bot.Status
-	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
+	a, progress, status, err := m.openFollowing(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -482,13 +489,7 @@ func (m *Main) rolloutRollback(ctx context.Context, args []string) error {
 	if *reason == "" {
 		*reason = strings.Join(pos, " ")
 	}
-	cfg, err := m.loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	progress := console.NewProgress(m.Stdout, m.TTY)
-	var status *bot.Status
-	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
+	a, progress, status, err := m.openFollowing(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
