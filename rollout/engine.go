@@ -254,7 +254,7 @@ func (e *Engine) halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 	local := e.runs[r.ID]
 	e.mu.Unlock()
 	if local != nil {
-		local.requestHalt(*r.Halt)
+		local.request(r)
 	} else {
 		e.Kick() // if its driver died, Serve settles it once the lease runs out
 	}

@@ -41,13 +41,6 @@ func newRun(e *Engine, r *Rollout, results []HostResult, claimed time.Time) *run
 	return ru
 }
 
-// requestHalt takes a halt asked for while the rollout runs; the first one stays.
-func (ru *run) requestHalt(h Halt) {
-	ru.mu.Lock()
-	defer ru.mu.Unlock()
-	ru.haltLocked(h)
-}
-
 func (ru *run) haltLocked(h Halt) {
 	if ru.r.Halt != nil {
 		return
