@@ -333,6 +333,41 @@ func TestHaltMidStage(t *testing.T) {
 	}
 }
 
+// A host being reached when a halt comes is not sent its update: its
+// recorded start is taken back, and it stays pending for a resume.
+func TestHaltWhileReaching(t *testing.T) {
+	h := newHarness(t, 4, settings([]int{100}, 1, 0))
+	first := h.order()[0]
+	h.fleet.mu.Lock()
+	h.fleet.vgates[first] = make(chan struct{})
+	h.fleet.mu.Unlock()
+	r := h.start("v2")
+	done := h.runAsync(context.Background(), r.ID)
+	h.fleet.waitFor(t, "the first host's version read", func() bool { return h.fleet.versionReads == 1 })
+	// Its start is recorded while it is reached (a bounded poll of the store).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got := h.results(r.ID)[first]
+		if got.Status == rollout.StatusUpdating && got.Step == rollout.StepConnect {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the host being reached is stored as %s at %s, want updating at connect", got.Status, got.Step)
+		}
+		<-time.After(10 * time.Millisecond) // a bounded poll
+	}
+	if _, err := h.eng.Halt(context.Background(), rollout.HaltRequest{Actor: "U2", Reason: "oops"}); err != nil {
+		t.Fatal(err)
+	}
+	close(h.fleet.vgates[first])
+	res := wait(t, done)
+	if res.r.Phase != rollout.PhaseHalted || len(h.fleet.started) != 0 {
+		t.Fatalf("%s after %d updates started", res.r.Phase, len(h.fleet.started))
+	}
+	if got := h.results(r.ID)[first]; got.Status != rollout.StatusPending {
+		t.Fatalf("the host being reached is %s, want pending", got.Status)
+	}
+}
+
 // After a threshold halt, a resume continues the stage, and only failures
 // after the resume count toward that stage's threshold.
 func TestResumeAfterThresholdHalt(t *testing.T) {
@@ -418,7 +453,7 @@ func TestUnreachableCountsTowardThreshold(t *testing.T) {
 // the reason and output recorded before are kept.
 func TestRecheckAfterCrash(t *testing.T) {
 	ours := func(step rollout.Step, finished bool, exit int) rollout.LastCommand {
-		return rollout.LastCommand{Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: step, Finished: finished, Exit: exit}
+		return rollout.LastCommand{Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: step, Finished: finished, Exit: exit, From: "v1"}
 	}
 	for _, tc := range []struct {
 		name      string
@@ -451,6 +486,15 @@ func TestRecheckAfterCrash(t *testing.T) {
 		{name: "rollback ran and failed", step: rollout.StepRollback, version: "v2", last: ours(rollout.StepRollback, true, 2),
 			status: rollout.StatusFailed, errHas: "health failed: exit 1; then rollback to v1 failed (exit status 2"},
 		{name: "never ran, on the target anyway", step: rollout.StepUpdate, version: "v2", status: rollout.StatusSkipped},
+		// The start is recorded while the host is reached, without the
+		// version it runs: the host's record has it, once the update began.
+		{name: "recorded while reaching, never sent", step: rollout.StepConnect, version: "v1", status: rollout.StatusSuccess, updates: 1},
+		{name: "recorded while reaching, update ran", step: rollout.StepConnect, version: "v2", last: ours(rollout.StepUpdate, true, 0), status: rollout.StatusSuccess},
+		{name: "recorded while reaching, update failed", step: rollout.StepConnect, version: "v1", last: ours(rollout.StepUpdate, true, 1),
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "exited with status 1 (under the previous driver)"},
+		{name: "recorded while reaching, update cut off", step: rollout.StepConnect, version: "v1", last: ours(rollout.StepUpdate, false, 0),
+			status: rollout.StatusRolledBack, rollbacks: true, errHas: "cut off"},
+		{name: "recorded while reaching, on the target anyway", step: rollout.StepConnect, version: "v2", status: rollout.StatusSkipped},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, 1, settings([]int{100}, 1, 0))
@@ -459,6 +503,9 @@ func TestRecheckAfterCrash(t *testing.T) {
 			res, _ := h.db.HostResults(ctx, r.ID)
 			id := res[0].Host.ID
 			res[0].Status, res[0].Step, res[0].PrevVersion = rollout.StatusUpdating, tc.step, "v1"
+			if tc.step == rollout.StepConnect {
+				res[0].PrevVersion = ""
+			}
 			if tc.step == rollout.StepRollback {
 				res[0].Error, res[0].Output = "health failed: exit 1", "port 443 closed\n"
 			}
@@ -478,8 +525,8 @@ func TestRecheckAfterCrash(t *testing.T) {
 			if got.Status != tc.status || h.fleet.updates[id] != tc.updates || !strings.Contains(got.Error, tc.errHas) {
 				t.Errorf("%s after %d updates, error %q; want %s after %d, error with %q", got.Status, h.fleet.updates[id], got.Error, tc.status, tc.updates, tc.errHas)
 			}
-			if got.PrevVersion != "v1" {
-				t.Errorf("previous version %q, want v1 as recorded before the first update", got.PrevVersion)
+			if want := "v1"; got.PrevVersion != want && !(tc.status == rollout.StatusSkipped && got.PrevVersion == "v2") {
+				t.Errorf("previous version %q, want %s as the host ran before the first update", got.PrevVersion, want)
 			}
 			if tc.rollbacks && h.fleet.version[id] != "v1" {
 				t.Errorf("host left on %s, want it rolled back to v1", h.fleet.version[id])

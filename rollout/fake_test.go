@@ -23,7 +23,8 @@ type fleet struct {
 	initial      map[string]string
 	behavior     map[string]string        // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
 	gates        map[string]chan struct{} // hold an update
-	vgates       map[string]chan struct{} // hold the version read, before the update is recorded
+	vgates       map[string]chan struct{} // hold the version read
+	versionsRead int                      // version reads answered
 	updates      map[string]int
 	last         map[string]rollout.LastCommand // each host's record of its last update or rollback
 	rollbacks    map[string]int                 // rollback commands per host
@@ -100,6 +101,7 @@ type fakeConn struct {
 	fence  rollout.Fence
 	closed bool
 	lost   bool
+	read   string // the version the last Version read found
 }
 
 // pass waits for gate g to open, if there is one.
@@ -126,12 +128,19 @@ func (c *fakeConn) Version(ctx context.Context) (rollout.HostState, error) {
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
+	c.f.versionsRead++
+	c.f.signal()
+	c.read = c.f.version[c.id]
 	return rollout.HostState{Version: c.f.version[c.id], Last: c.f.last[c.id]}, nil
 }
 
 // record keeps the host's record of an update or rollback, as a host does.
 func (c *fakeConn) record(step rollout.Step, finished bool, exit int) {
-	c.f.last[c.id] = rollout.LastCommand{Fence: c.fence, Step: step, Finished: finished, Exit: exit}
+	l := rollout.LastCommand{Fence: c.fence, Step: step, Finished: finished, Exit: exit}
+	if step == rollout.StepUpdate {
+		l.From = c.read
+	}
+	c.f.last[c.id] = l
 }
 
 func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {

@@ -18,24 +18,100 @@ var errCutOff = errors.New("cut off")
 
 // updateHost runs one host's update to its end:
 //
-//	connect → version → (target already: skipped)
-//	       → record updating → update → health … → success
-//	       → on failure: record rollback → rollback → health → rolled_back | failed
+//	record updating ┐
+//	connect → version ┴→ (target already: skipped)
+//	                   → update → health … → success
+//	                   → on failure: record rollback → rollback → health → rolled_back | failed
 //
 // A host found updating (its driver died) is re-checked: see recheckHost. The
 // returned result is final; the caller persists it. Only the starts of the
 // update and of a rollback are persisted here, because they must be durable
 // before the host is touched: that is what keeps a crash from updating a host
-// twice. An error means the host was not settled and stays as stored.
+// twice. The start is written while the host is reached and its version read,
+// and waited for before the update is sent, so its commit costs the host no
+// time of its own. The version the update starts from is not in that record:
+// the host records it with the update (LastCommand.From), and a re-check
+// takes it from there. An error means the host was not settled and stays as
+// stored.
 func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error) {
-	target := ru.r.Version
-	recheck := hr.Status == StatusUpdating
 	if hr.StartedAt.IsZero() {
 		hr.StartedAt = ru.e.clock.Now()
 	}
-	if !recheck {
-		hr.Error, hr.Output = "", ""
+	if hr.Status == StatusUpdating {
+		return ru.recheckFrom(ctx, hr)
 	}
+	before := hr
+	hr.Error, hr.Output, hr.PrevVersion = "", "", ""
+	hr.Status, hr.Step = StatusUpdating, StepConnect
+	stored := ru.w.enqueue(hr)
+	started := func() error {
+		select {
+		case err := <-stored:
+			if err != nil {
+				return fmt.Errorf("%w: %w", errNotStarted, err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", errNotStarted, ctx.Err())
+		}
+	}
+	res, conn, err := ru.reach(ctx, hr)
+	if conn != nil {
+		defer func() { conn.Close() }()
+	}
+	// Nothing of this host is reported before its start is: the store's
+	// order is the host's.
+	if err := started(); err != nil {
+		return before, err
+	}
+	if err != nil || conn == nil {
+		return res, err
+	}
+	if ru.halting() {
+		// Reached, but not sent: a halt starts no host.
+		ru.e.log.InfoContext(ctx, "halting; host left pending", "rollout_id", ru.r.ID, "host", hr.Host.ID)
+		return HostResult{RolloutID: hr.RolloutID, Index: hr.Index, Host: hr.Host, Status: StatusPending}, nil
+	}
+	return ru.update(ctx, conn, res)
+}
+
+// reach connects to a host whose start is being recorded and reads its
+// version. It returns the open connection when the update is to be sent,
+// else the host's result (skipped, failed) or the error that cut it off.
+func (ru *run) reach(ctx context.Context, hr HostResult) (HostResult, Conn, error) {
+	conn, err := ru.connect(ctx, hr.Host)
+	if err != nil {
+		if cut := ru.cutOff(ctx, err); cut != nil {
+			return hr, nil, cut
+		}
+		return ru.failed(hr, StepConnect, err, ""), nil, nil
+	}
+	hs, err := ru.version(ctx, conn)
+	if err != nil {
+		conn.Close()
+		if cut := ru.cutOff(ctx, err); cut != nil {
+			return hr, nil, cut
+		}
+		return ru.failed(hr, StepVersion, err, ""), nil, nil
+	}
+	cur := hs.Version
+	if cur == ru.r.Version {
+		conn.Close()
+		hr.Status, hr.Step, hr.PrevVersion, hr.NewVersion = StatusSkipped, StepVersion, cur, cur
+		hr.FinishedAt = ru.e.clock.Now()
+		return hr, nil, nil
+	}
+	if err := ValidateVersion(cur); err != nil {
+		conn.Close()
+		return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(cur)), ""), nil, nil
+	}
+	hr.Step, hr.PrevVersion = StepUpdate, cur
+	return hr, conn, nil
+}
+
+// recheckFrom connects to a host a previous driver left updating, and
+// settles it: see recheckHost.
+func (ru *run) recheckFrom(ctx context.Context, hr HostResult) (HostResult, error) {
 	conn, err := ru.connect(ctx, hr.Host)
 	if err != nil {
 		if cut := ru.cutOff(ctx, err); cut != nil {
@@ -44,7 +120,6 @@ func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error
 		return ru.failed(hr, StepConnect, err, ""), nil
 	}
 	defer func() { conn.Close() }()
-
 	hs, err := ru.version(ctx, conn)
 	if err != nil {
 		if cut := ru.cutOff(ctx, err); cut != nil {
@@ -52,23 +127,7 @@ func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error
 		}
 		return ru.failed(hr, StepVersion, err, ""), nil
 	}
-	if recheck {
-		return ru.recheckHost(ctx, conn, hr, hs)
-	}
-	cur := hs.Version
-	if cur == target {
-		hr.Status, hr.Step, hr.PrevVersion, hr.NewVersion = StatusSkipped, StepVersion, cur, cur
-		hr.FinishedAt = ru.e.clock.Now()
-		return hr, nil
-	}
-	if err := ValidateVersion(cur); err != nil {
-		return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(cur)), ""), nil
-	}
-	hr.Status, hr.Step, hr.PrevVersion = StatusUpdating, StepUpdate, cur
-	if err := ru.w.save(ctx, hr); err != nil {
-		return hr, fmt.Errorf("%w: %w", errNotStarted, err)
-	}
-	return ru.update(ctx, conn, hr)
+	return ru.recheckHost(ctx, conn, hr, hs)
 }
 
 // update runs the update command on a host whose start is recorded, then
@@ -104,6 +163,11 @@ func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs Hos
 	log := ru.e.log.With("rollout_id", ru.r.ID, "host", hr.Host.ID)
 	last := hs.Last
 	ours := last.Of(ru.fence())
+	if hr.PrevVersion == "" && ours && last.Step == StepUpdate {
+		// The driver died before it stored what the update started from;
+		// the host recorded it.
+		hr.PrevVersion = last.From
+	}
 	switch {
 	case hr.Step == StepRollback && ours && last.Step == StepRollback && last.Finished && last.Exit == 0:
 		log.InfoContext(ctx, "re-check: the rollback ran; checking health", "step", StepRollback, "version", hs.Version)
@@ -131,6 +195,9 @@ func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs Hos
 		// hand, or by a recipe outside rolloutbot): nothing to do.
 		log.InfoContext(ctx, "re-check: the update never ran and the host is on the target", "version", hs.Version)
 		hr.Status, hr.Step, hr.NewVersion = StatusSkipped, StepVersion, hs.Version
+		if hr.PrevVersion == "" {
+			hr.PrevVersion = hs.Version
+		}
 		hr.FinishedAt = ru.e.clock.Now()
 		return hr, nil
 	}
@@ -138,6 +205,13 @@ func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs Hos
 		// Recorded but never sent: not in flight. A halt starts no host.
 		log.InfoContext(ctx, "re-check: the update never ran; left pending, the rollout is halting", "version", hs.Version)
 		return HostResult{RolloutID: hr.RolloutID, Index: hr.Index, Host: hr.Host, Status: StatusPending}, nil
+	}
+	if hr.Step != StepUpdate || hr.PrevVersion == "" {
+		// Its start was recorded while the host was being reached.
+		if err := ValidateVersion(hs.Version); err != nil {
+			return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(hs.Version)), ""), nil
+		}
+		hr.Step, hr.PrevVersion = StepUpdate, hs.Version
 	}
 	log.InfoContext(ctx, "re-check: the update never ran; updating", "version", hs.Version)
 	return ru.update(ctx, conn, hr)

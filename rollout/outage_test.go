@@ -92,19 +92,16 @@ func TestDatabaseGoesAway(t *testing.T) {
 	done := make(chan runResult, 1)
 	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
 
-	// Two updates run; the third host is held at its version read, just
-	// before its start would be recorded.
+	// Two updates run; the database goes away; the first ends (a result
+	// that cannot be written yet) and its worker goes on to the third host,
+	// whose start cannot be written either. Its version is read all the
+	// same; its update must wait for its start.
 	f.waitFor(t, "2 updates in flight", func() bool { return len(f.started) == 2 })
 	third := order[2].ID
-	f.mu.Lock()
-	f.vgates[third] = make(chan struct{})
-	f.mu.Unlock()
-	f.release(order[0].ID)
-	f.waitFor(t, "the third host's version read", func() bool { return f.versionReads == 3 })
-
 	proxy.Cut()
-	close(f.vgates[third]) // its start now needs the database, which is away
-	f.release(order[1].ID) // a result that cannot be written yet
+	f.release(order[0].ID)
+	f.waitFor(t, "the third host's version read", func() bool { return f.versionsRead == 3 })
+	f.release(order[1].ID)
 	logs.waitFor(t, "store unavailable")
 	f.mu.Lock()
 	started, updates := len(f.started), f.updates[third]

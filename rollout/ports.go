@@ -99,6 +99,10 @@ type LastCommand struct {
 	Step     Step // StepUpdate or StepRollback
 	Finished bool // false: it was cut off (its process killed, the host rebooted)
 	Exit     int  // its exit status, when Finished
+	// From is the version the host ran when the update began, as the driver
+	// read it on the same connection: a re-check learns from the host what
+	// to roll back to, even when the driver died before storing it.
+	From string
 }
 
 // Of reports whether the record is of an update or rollback of the rollout f

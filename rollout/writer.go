@@ -33,6 +33,19 @@ func newWriter(store Store, owner string, log *slog.Logger) *writer {
 
 // save returns once hr is stored, or with the reason it never will be.
 func (w *writer) save(ctx context.Context, hr HostResult) error {
+	done := w.enqueue(hr)
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue queues hr for the next write and returns at once; the channel
+// gets nil once hr is stored, or the reason it never will be. Writes of one
+// caller are stored in the order it queued them.
+func (w *writer) enqueue(hr HostResult) <-chan error {
 	done := make(chan error, 1)
 	w.mu.Lock()
 	w.queue = append(w.queue, pendingWrite{hr: hr, done: done})
@@ -41,12 +54,7 @@ func (w *writer) save(ctx context.Context, hr HostResult) error {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return done
 }
 
 // loop writes batches until ctx ends; a store that is away is retried.

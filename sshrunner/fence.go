@@ -13,7 +13,8 @@ import (
 // the driver's fence. It asks of the host a POSIX sh and flock(1), which
 // util-linux and BusyBox both ship. Its arguments: the host directory
 // (relative to $HOME unless absolute), the store, the rollout, the epoch, the
-// step, the seconds to wait for the lock, the command.
+// step, the seconds to wait for the lock, the command, and for an update the
+// version the host ran before it ("-" otherwise).
 //
 //   - The lock (DIR/lock, held on fd 9) is taken for the whole run and
 //     inherited by the command's processes, so a command its driver
@@ -24,8 +25,9 @@ import (
 //     runs nothing. Another store's fence (a store set up anew, whose rollouts
 //     count from 1 again) is not comparable, and replaces it.
 //   - DIR/last records the last update or rollback, "running" while it runs,
-//     then its exit status, which a version read prints first: a re-check
-//     after a crash learns whether the update ran, and how it ended.
+//     then its exit status, and the version an update started from; a
+//     version read prints it first: a re-check after a crash learns whether
+//     the update ran, how it ended, and what to roll back to.
 //
 // The command runs in the login shell, as sshd would have run it. Exit
 // statuses 120 (fenced), 121 (lock still held) and 122 (host not set up)
@@ -46,11 +48,11 @@ fi
 [ "$fk $fr $fe" = "$k $r $e" ] || echo "$k $r $e" >"$d/fence" || { echo "rolloutbot: cannot write $d/fence" >&2; exit 122; }
 case $s in
 version) l=; [ -s "$d/last" ] && read -r l <"$d/last"; echo "rolloutbot-last: $l" ;;
-update|rollback) echo "$k $r $e $s running" >"$d/last" || { echo "rolloutbot: cannot write $d/last" >&2; exit 122; } ;;
+update|rollback) echo "$k $r $e $s running $8" >"$d/last" || { echo "rolloutbot: cannot write $d/last" >&2; exit 122; } ;;
 esac
 "${SHELL:-/bin/sh}" -c "$7"
 c=$?
-case $s in update|rollback) echo "$k $r $e $s $c" >"$d/last" ;; esac
+case $s in update|rollback) echo "$k $r $e $s $c $8" >"$d/last" ;; esac
 exit $c`
 
 // Exit statuses of fenceScript's own refusals.
@@ -71,13 +73,14 @@ type Fenced struct {
 	Step     rollout.Step
 	LockWait int // seconds to wait for the lock
 	Command  string
+	From     string // for an update, the version the host ran before it
 }
 
 // String is the exec request for f: sh runs the wrapper with f's arguments.
 func (f Fenced) String() string {
 	return "sh -c " + shellQuote(fenceScript) + " rolloutbot " + shellQuote(f.Dir) + " " + shellQuote(storeWord(f.Fence.Store)) + " " +
 		strconv.FormatInt(f.Fence.Rollout, 10) + " " + strconv.FormatInt(f.Fence.Epoch, 10) + " " +
-		string(f.Step) + " " + strconv.Itoa(f.LockWait) + " " + shellQuote(f.Command)
+		string(f.Step) + " " + strconv.Itoa(f.LockWait) + " " + shellQuote(f.Command) + " " + shellQuote(storeWord(f.From))
 }
 
 // ParseFenced reads back an exec request made by Fenced.String; the fleet
@@ -88,19 +91,21 @@ func ParseFenced(cmd string) (Fenced, bool) {
 		return Fenced{}, false
 	}
 	words, ok := shellWords(rest)
-	if !ok || len(words) != 7 {
+	if !ok || len(words) != 8 {
 		return Fenced{}, false
 	}
 	var f Fenced
 	var err1, err2, err3 error
 	f.Dir, f.Fence.Store, f.Step, f.Command = words[0], strings.TrimPrefix(words[1], "-"), rollout.Step(words[4]), words[6]
+	f.From = strings.TrimPrefix(words[7], "-")
 	f.Fence.Rollout, err1 = strconv.ParseInt(words[2], 10, 64)
 	f.Fence.Epoch, err2 = strconv.ParseInt(words[3], 10, 64)
 	f.LockWait, err3 = strconv.Atoi(words[5])
 	return f, errors.Join(err1, err2, err3) == nil
 }
 
-// storeWord is a store's name as one word on the host: "-" for none.
+// storeWord is a store's name (or a version) as one word on the host: "-"
+// for none. Neither begins with "-" otherwise.
 func storeWord(s string) string {
 	if s == "" {
 		return "-"
@@ -143,8 +148,9 @@ func shellWords(s string) ([]string, bool) {
 }
 
 // ParseLast reads a host's record of its last update or rollback, as the
-// wrapper prints it: "STORE ROLLOUT EPOCH STEP running|STATUS", or nothing.
-// A record in an older form (without the store) is another store's.
+// wrapper prints it: "STORE ROLLOUT EPOCH STEP running|STATUS FROM", or
+// nothing. A record in an older form (without the store) is another store's;
+// one without FROM, or with "-", names no version.
 func ParseLast(line string) (rollout.LastCommand, error) {
 	f := strings.Fields(line)
 	if len(f) == 4 {
@@ -155,8 +161,11 @@ func ParseLast(line string) (rollout.LastCommand, error) {
 	}
 	var l rollout.LastCommand
 	var err error
+	if len(f) == 6 {
+		l.From, f = strings.TrimPrefix(f[5], "-"), f[:5]
+	}
 	if len(f) != 5 {
-		return l, fmt.Errorf("the host's record of its last command %q does not read as STORE ROLLOUT EPOCH STEP STATUS", line)
+		return l, fmt.Errorf("the host's record of its last command %q does not read as STORE ROLLOUT EPOCH STEP STATUS FROM", line)
 	}
 	l.Fence.Store, f = strings.TrimPrefix(f[0], "-"), f[1:]
 	if l.Fence.Rollout, err = strconv.ParseInt(f[0], 10, 64); err != nil {
@@ -184,5 +193,5 @@ func FormatLast(l rollout.LastCommand) string {
 	if l.Finished {
 		status = strconv.Itoa(l.Exit)
 	}
-	return fmt.Sprintf("%s %d %d %s %s", storeWord(l.Fence.Store), l.Fence.Rollout, l.Fence.Epoch, l.Step, status)
+	return fmt.Sprintf("%s %d %d %s %s %s", storeWord(l.Fence.Store), l.Fence.Rollout, l.Fence.Epoch, l.Step, status, storeWord(l.From))
 }

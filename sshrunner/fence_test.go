@@ -17,7 +17,7 @@ import (
 func TestFencedRoundTrip(t *testing.T) {
 	for _, f := range []sshrunner.Fenced{
 		{Dir: ".rolloutbot", Fence: rollout.Fence{Store: "0f9c2e", Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, LockWait: 300,
-			Command: `apt-get install -y myapp='2.4.1' && echo "it's done" | tee /tmp/x`},
+			Command: `apt-get install -y myapp='2.4.1' && echo "it's done" | tee /tmp/x`, From: "2.4.0"},
 		{Dir: "/var/lib/my dir/it's", Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: rollout.StepVersion, LockWait: 1, Command: "cat VERSION"},
 	} {
 		got, ok := sshrunner.ParseFenced(f.String())
@@ -86,11 +86,15 @@ func TestSSHDFencing(t *testing.T) {
 		return c
 	}
 	old, replaced := open(rollout.Fence{Rollout: 4, Epoch: 1}), open(rollout.Fence{Rollout: 4, Epoch: 2})
+	if _, err := old.Version(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := old.Update(ctx, "v2"); err != nil {
 		t.Fatal(err)
 	}
 	hs, err := replaced.Version(ctx)
-	want := rollout.LastCommand{Fence: rollout.Fence{Rollout: 4, Epoch: 1}, Step: rollout.StepUpdate, Finished: true}
+	// The host recorded the version the update started from, as old read it.
+	want := rollout.LastCommand{Fence: rollout.Fence{Rollout: 4, Epoch: 1}, Step: rollout.StepUpdate, Finished: true, From: "v1"}
 	if err != nil || hs.Version != "v2" || hs.Last != want {
 		t.Fatalf("Version = %+v, %v; want v2 and %+v", hs, err, want)
 	}
@@ -136,5 +140,32 @@ func TestHostDirPerAddress(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(base, s.Hosts[0].Address+".rolloutbot", "lock")); err != nil {
 		t.Fatalf("no lock in the host's own directory: %v", err)
+	}
+}
+
+// A host's record reads back as written, and records in the forms older
+// wrappers wrote still read: without the version an update started from,
+// and without the store.
+func TestLastRecord(t *testing.T) {
+	for _, l := range []rollout.LastCommand{
+		{Fence: rollout.Fence{Store: "0f9c2e", Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, From: "2.4.0"},
+		{Fence: rollout.Fence{Store: "0f9c2e", Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, Finished: true, Exit: 4, From: "2.4.0"},
+		{Fence: rollout.Fence{Rollout: 1, Epoch: 1}, Step: rollout.StepRollback, Finished: true},
+	} {
+		if got, err := sshrunner.ParseLast(sshrunner.FormatLast(l)); err != nil || got != l {
+			t.Errorf("ParseLast(FormatLast(%+v)) = %+v, %v", l, got, err)
+		}
+	}
+	for line, want := range map[string]rollout.LastCommand{
+		"0f9c2e 7 3 update 0": {Fence: rollout.Fence{Store: "0f9c2e", Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate, Finished: true},
+		"7 3 update running":  {Fence: rollout.Fence{Rollout: 7, Epoch: 3}, Step: rollout.StepUpdate},
+		"":                    {},
+	} {
+		if got, err := sshrunner.ParseLast(line); err != nil || got != want {
+			t.Errorf("ParseLast(%q) = %+v, %v; want %+v", line, got, err, want)
+		}
+	}
+	if _, err := sshrunner.ParseLast("0f9c2e 7 3 update"); err == nil {
+		t.Error("a record without its status read")
 	}
 }

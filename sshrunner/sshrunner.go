@@ -304,6 +304,9 @@ type conn struct {
 	hostDir string
 	client  *ssh.Client
 	dead    chan struct{} // closed when the connection ended
+	// read is the version the last Version read found, which an update on
+	// this connection records on the host as the version it started from.
+	read string
 }
 
 // watch sends keepalives and closes a connection that stops answering them,
@@ -366,7 +369,12 @@ func (c *conn) Version(ctx context.Context) (rollout.HostState, error) {
 		return rollout.HostState{}, err
 	}
 	v, _, _ := strings.Cut(strings.TrimSpace(rest), "\n")
-	return rollout.HostState{Version: strings.TrimSpace(v), Last: last}, nil
+	v = strings.TrimSpace(v)
+	c.read = ""
+	if rollout.ValidateVersion(v) == nil {
+		c.read = v
+	}
+	return rollout.HostState{Version: v, Last: last}, nil
 }
 
 // lockWait is how long a command waits on the host for the command before
@@ -466,7 +474,11 @@ func (c *conn) run(ctx context.Context, step rollout.Step, cmd string, stdout io
 		sess.Close()
 	})
 	wait := int(c.lockWait() / time.Second)
-	err = sess.Run(Fenced{Dir: c.hostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}.String())
+	f := Fenced{Dir: c.hostDir, Fence: c.fence, Step: step, LockWait: wait, Command: cmd}
+	if step == rollout.StepUpdate {
+		f.From = c.read
+	}
+	err = sess.Run(f.String())
 	if !stop() {
 		return tail.String(), stopped()
 	}

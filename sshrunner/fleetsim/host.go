@@ -338,7 +338,7 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan stru
 			h.fence = fc.Fence
 			last = sshrunner.FormatLast(h.last)
 			if verb == "update" || verb == "rollback" {
-				h.last = rollout.LastCommand{Fence: fc.Fence, Step: rollout.Step(verb)}
+				h.last = rollout.LastCommand{Fence: fc.Fence, Step: rollout.Step(verb), From: fc.From}
 			}
 		}
 		fence := h.fence
