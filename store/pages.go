@@ -111,3 +111,51 @@ func (db *DB) HostTimings(ctx context.Context, rolloutID int64) ([]rollout.HostT
 	}
 	return out, rs.Err()
 }
+
+// RolloutsBefore returns up to limit rollouts older than the rollout before
+// (every rollout when before is 0), newest first: the pages of a history.
+func (db *DB) RolloutsBefore(ctx context.Context, before int64, limit int) ([]*rollout.Rollout, error) {
+	if before <= 0 {
+		return db.Rollouts(ctx, limit)
+	}
+	rs, err := db.b.query(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []*rollout.Rollout
+	for rs.Next() {
+		r, err := scanRollout(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// AuditBefore returns up to limit audit entries older than the entry before
+// (the newest when before is 0), newest first.
+func (db *DB) AuditBefore(ctx context.Context, before int64, limit int) ([]rollout.AuditEntry, error) {
+	if before <= 0 {
+		return db.AuditLog(ctx, limit)
+	}
+	rs, err := db.b.query(ctx, `SELECT id, at, actor, source, action, rollout_id, allowed, detail
+		FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []rollout.AuditEntry
+	for rs.Next() {
+		var e rollout.AuditEntry
+		var source string
+		var rid sql.NullInt64
+		if err := rs.Scan(&e.ID, &e.At, &e.Actor, &source, &e.Action, &rid, &e.Allowed, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.Source, e.RolloutID = rollout.Source(source), rid.Int64
+		out = append(out, e)
+	}
+	return out, rs.Err()
+}

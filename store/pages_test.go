@@ -184,3 +184,36 @@ func TestHostResultAndTimings(t *testing.T) {
 		}
 	})
 }
+
+func TestRolloutsAndAuditBefore(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		db := open(t, dsn)
+		var made []int64
+		for range 3 {
+			r := create(t, db, "me")
+			finish(t, db, r, rollout.PhaseCompleted)
+			made = append(made, r.ID)
+			if err := db.Audit(ctx, rollout.AuditEntry{At: time.Now(), Actor: "U1", Source: rollout.SourceSlack, Action: "start",
+				RolloutID: r.ID, Allowed: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rs, err := db.RolloutsBefore(ctx, 0, 2)
+		if err != nil || len(rs) != 2 || rs[0].ID != made[2] || rs[1].ID != made[1] {
+			t.Fatalf("newest two: %v %v", rs, err)
+		}
+		rs, err = db.RolloutsBefore(ctx, rs[1].ID, 2)
+		if err != nil || len(rs) != 1 || rs[0].ID != made[0] {
+			t.Fatalf("the page after: %v %v", rs, err)
+		}
+		es, err := db.AuditBefore(ctx, 0, 2)
+		if err != nil || len(es) != 2 || es[0].RolloutID != made[2] {
+			t.Fatalf("newest audit entries: %+v %v", es, err)
+		}
+		es, err = db.AuditBefore(ctx, es[1].ID, 10)
+		if err != nil || len(es) != 1 || es[0].RolloutID != made[0] || es[0].Actor != "U1" || !es[0].Allowed {
+			t.Fatalf("older audit entries: %+v %v", es, err)
+		}
+	})
+}
