@@ -414,7 +414,7 @@ var statusLabels = map[rollout.Status]string{
 }
 
 var funcs = template.FuncMap{
-	"statusLabel": func(s rollout.Status) string { return statusLabels[s] },
+	"statusLabel":  func(s rollout.Status) string { return statusLabels[s] },
 	"hostDuration": hostDuration,
 	"when": func(t time.Time) string {
 		if t.IsZero() {

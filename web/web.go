@@ -208,4 +208,3 @@ type liveEntry struct {
 	snap *snapshot
 	err  error
 }
-
