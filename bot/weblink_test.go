@@ -13,7 +13,9 @@ import (
 // and /rollout status carry an "Open in browser" button with the rollout's
 // link; pressing it (Slack reports link presses too) does nothing else.
 func TestOpenInBrowserLink(t *testing.T) {
-	link := func(id int64) string { return fmt.Sprintf("https://rollouts.example.com/rollouts/%d?exp=9&sig=abc", id) }
+	link := func(id int64) string {
+		return fmt.Sprintf("https://rollouts.example.com/rollouts/%d?exp=9&sig=abc", id)
+	}
 	e := newEnv(t, envOptions{hosts: 3, link: link})
 	e.command(admin, "start v2")
 	e.ephemeral(admin, "Started rollout #1")
