@@ -113,18 +113,31 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// Link returns the signed address of rollout id's view for people to open,
-// or "" when the view has no public address. Links of an open view carry
-// no signature.
+// Link returns the address of rollout id's view for people to open, signed
+// unless the view is open, or "" when the view has no public address.
 func (h *Handler) Link(id int64) string {
-	if h == nil || h.cfg.PublicURL == "" {
+	links := Links(h.cfg.PublicURL, h.signer)
+	if links == nil {
 		return ""
 	}
-	path := "/rollouts/" + strconv.FormatInt(id, 10)
-	if h.cfg.Open {
-		return strings.TrimSuffix(h.cfg.PublicURL, "/") + path
+	return links(id)
+}
+
+// Links returns a function making the address of a rollout's view at
+// publicURL, signed by s (unsigned when s is nil, for an open view), or nil
+// when there is no public address. The bot puts these links in Slack.
+func Links(publicURL string, s *Signer) func(id int64) string {
+	if publicURL == "" {
+		return nil
 	}
-	return strings.TrimSuffix(h.cfg.PublicURL, "/") + h.signer.Sign(path)
+	base := strings.TrimSuffix(publicURL, "/")
+	return func(id int64) string {
+		path := "/rollouts/" + strconv.FormatInt(id, 10)
+		if s == nil {
+			return base + path
+		}
+		return base + s.Sign(path)
+	}
 }
 
 // ServeHTTP implements http.Handler, with headers that keep pages and the
