@@ -137,7 +137,13 @@ func startSim(t testing.TB, n int, latency time.Duration, conc int) *sim {
 // it to its end (and returns its error).
 func (s *sim) start(t testing.TB) (*rollout.Rollout, func() error) {
 	t.Helper()
-	r, err := s.engine.Start(context.Background(), rollout.StartRequest{Version: "v2", Actor: "U0ALICE", Source: rollout.SourceSlack})
+	return s.startVersion(t, "v2")
+}
+
+// startVersion is start with another version.
+func (s *sim) startVersion(t testing.TB, version string) (*rollout.Rollout, func() error) {
+	t.Helper()
+	r, err := s.engine.Start(context.Background(), rollout.StartRequest{Version: version, Actor: "U0ALICE", Source: rollout.SourceSlack})
 	if err != nil {
 		t.Fatal(err)
 	}
