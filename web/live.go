@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -90,6 +91,21 @@ func (lc *liveCache) read(ctx context.Context, id int64) (*snapshot, error) {
 	if e.snap != nil && now.Sub(e.at) < lc.h.cfg.Poll {
 		return e.snap, nil
 	}
+	snap, err := lc.load(ctx, id)
+	if err != nil {
+		if errors.Is(err, rollout.ErrNotFound) {
+			lc.mu.Lock()
+			delete(lc.entries, id) // no entry stays for a rollout that does not exist
+			lc.mu.Unlock()
+		}
+		return nil, err
+	}
+	e.snap, e.at = snap, now
+	return snap, nil
+}
+
+// load reads a snapshot from the store.
+func (lc *liveCache) load(ctx context.Context, id int64) (*snapshot, error) {
 	st := lc.h.cfg.Store
 	var r *rollout.Rollout
 	if id == 0 {
@@ -111,8 +127,7 @@ func (lc *liveCache) read(ctx context.Context, id int64) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.snap, e.at = &snapshot{R: r, Counts: c}, now
-	return e.snap, nil
+	return &snapshot{R: r, Counts: c}, nil
 }
 
 // heartbeat is how often a quiet stream sends a comment, so proxies keep it open.
@@ -135,7 +150,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if _, err := h.live.read(ctx, id); err != nil {
-		if err == rollout.ErrNotFound {
+		if errors.Is(err, rollout.ErrNotFound) {
 			h.notFound(w, r, "No such rollout.")
 			return
 		}
