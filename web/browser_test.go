@@ -364,3 +364,36 @@ func waitText(t testing.TB, ctx context.Context, js, want string) {
 		}
 	}
 }
+
+// TestBrowserPhoneAndFirstRollout: on a phone-sized screen the pages fit
+// the width (wide tables scroll inside their box, not the page); and "/"
+// with no rollout yet shows the first one once it starts.
+func TestBrowserPhoneAndFirstRollout(t *testing.T) {
+	ctx := browser(t, 1024, 768)
+	db := openStore(t)
+	signer := web.NewSigner([]byte(secret), time.Hour, nil)
+	base := view(t, db, signer)
+	do(t, ctx, chromedp.Navigate(base+signer.Sign("/")), chromedp.WaitVisible(chromedp.CSS("h1")))
+	if h1 := must[string](t)(chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1")))); h1 != "No rollouts yet" {
+		t.Fatalf("empty store: %q", h1)
+	}
+	seed(t, db, 300)
+	waitText(t, ctx, `(document.querySelector('h1') || {}).textContent || ''`, "Rollout #1")
+
+	do(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch))
+	for _, p := range []string{"/rollouts/1", "/rollouts/1/hosts", "/rollouts/1/hosts/3", "/history", "/audit"} {
+		do(t, ctx, chromedp.Navigate(base+p), chromedp.WaitVisible(chromedp.CSS("h1")))
+		if over := eval[int](t, ctx, `document.documentElement.scrollWidth - document.documentElement.clientWidth`); over > 0 {
+			t.Errorf("%s is %dpx wider than a phone's screen", p, over)
+		}
+	}
+	// Every form control has a label, every table a caption or heading.
+	do(t, ctx, chromedp.Navigate(base+"/rollouts/1/hosts"), chromedp.WaitVisible(chromedp.ID("status")))
+	unlabeled := eval[[]string](t, ctx, `[...document.querySelectorAll('select, input:not([type=hidden])')].filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name)`)
+	if len(unlabeled) > 0 {
+		t.Errorf("controls without a label: %v", unlabeled)
+	}
+	if n := eval[int](t, ctx, `[...document.querySelectorAll('table')].filter(t => !t.caption).length`); n > 0 {
+		t.Errorf("%d tables without a caption", n)
+	}
+}

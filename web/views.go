@@ -75,7 +75,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(rs) == 0 {
 			h.render(w, r, http.StatusOK, "message", page{Title: "No rollouts yet", Nav: "current",
-				Data: message{"No rollouts yet", "When a rollout starts (/rollout start in Slack), it shows here."}})
+				Data: message{Heading: "No rollouts yet", Text: "When a rollout starts (/rollout start in Slack), it shows here.", Follow: true}})
 			return
 		}
 		ro = rs[0]

@@ -183,18 +183,19 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name 
 
 type message struct {
 	Heading, Text string
+	Follow        bool // the page shows the first rollout once there is one
 }
 
 func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, text string) {
-	h.render(w, r, http.StatusUnauthorized, "message", page{Title: "Not signed in", Data: message{"Not signed in", text}})
+	h.render(w, r, http.StatusUnauthorized, "message", page{Title: "Not signed in", Data: message{Heading: "Not signed in", Text: text}})
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request, text string) {
-	h.render(w, r, http.StatusNotFound, "message", page{Title: "Not found", Data: message{"Not found", text}})
+	h.render(w, r, http.StatusNotFound, "message", page{Title: "Not found", Data: message{Heading: "Not found", Text: text}})
 }
 
 func (h *Handler) badRequest(w http.ResponseWriter, r *http.Request, text string) {
-	h.render(w, r, http.StatusBadRequest, "message", page{Title: "Bad request", Data: message{"Bad request", text}})
+	h.render(w, r, http.StatusBadRequest, "message", page{Title: "Bad request", Data: message{Heading: "Bad request", Text: text}})
 }
 
 // fail answers a store error: the visitor gets a sentence, the log the detail.
@@ -204,7 +205,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	h.log.ErrorContext(r.Context(), "web view", "path", r.URL.Path, "err", err)
 	h.render(w, r, http.StatusServiceUnavailable, "message", page{Title: "Unavailable",
-		Data: message{"The store did not answer", "Try again in a moment."}})
+		Data: message{Heading: "The store did not answer", Text: "Try again in a moment."}})
 }
 
 // liveCache shares the store reads of live streams: every page following a
