@@ -210,6 +210,12 @@ type tile struct {
 	Count  int
 }
 
+// Ended are the counts of the hosts whose update ended, by status.
+func (d liveData) Ended() []tile { return d.Tiles()[:4] }
+
+// Open are the counts of the hosts still to go: updating and pending.
+func (d liveData) Open() []tile { return d.Tiles()[4:] }
+
 // Tiles are the counts by status, in the order the view shows them.
 func (d liveData) Tiles() []tile {
 	out := make([]tile, len(statuses))
