@@ -429,3 +429,33 @@ func TestEventsFollowProgress(t *testing.T) {
 	}
 	next(`"success":10`)
 }
+
+func TestRollbackAndPagedLists(t *testing.T) {
+	f := newFixture(t, 20, nil)
+	ctx := context.Background()
+	if _, err := f.db.StartUndo(ctx, f.r.ID, rollout.Undo{By: "U0BOB", Reason: "error rate up", At: time.Now()}, "me", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 105 {
+		if err := f.db.Audit(ctx, rollout.AuditEntry{At: time.Now(), Actor: fmt.Sprintf("U%03d", i), Source: rollout.SourceCLI,
+			Action: "halt", Allowed: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.signedIn(t)
+	_, body := get(t, c, f.srv.URL+"/rollouts/1")
+	for _, want := range []string{"Rollback asked by U0BOB: error rate up", "rolling back", `data-undo="pending">11<`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the overview of a rollback lacks %q", want)
+		}
+	}
+	_, body = get(t, c, f.srv.URL+"/audit")
+	older := between(body, `<nav class="pager" aria-label="Pages"><a href="`, `"`)
+	if strings.Count(body, "<tr>") != 101 || !strings.Contains(body, "U104") || strings.Contains(body, ">U004<") || older == "" {
+		t.Fatalf("first audit page: %d rows, older %q", strings.Count(body, "<tr>"), older)
+	}
+	_, body = get(t, c, f.srv.URL+older)
+	if strings.Count(body, "<tr>") != 6 || !strings.Contains(body, ">U000<") || strings.Contains(body, "Older entries") {
+		t.Fatalf("second audit page: %d rows", strings.Count(body, "<tr>"))
+	}
+}
