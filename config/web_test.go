@@ -49,7 +49,9 @@ func TestValidateWeb(t *testing.T) {
 		{"public url without secret", func(c *config.Config) { c.HTTP.PublicURL = "https://r.example.com" }, []string{"ROLLOUTBOT_WEB_SECRET", "http.public_url"}},
 		{"public url not http", func(c *config.Config) { c.HTTP.PublicURL, c.Web.Secret = "ftp://r.example.com", webSecret }, []string{"http.public_url", "ftp"}},
 		{"public url with a path", func(c *config.Config) { c.HTTP.PublicURL, c.Web.Secret = "https://r.example.com/bot", webSecret }, []string{"http.public_url", "root"}},
-		{"public url without addr", func(c *config.Config) { c.HTTP.PublicURL, c.Web.Secret, c.HTTP.Addr = "https://r.example.com", webSecret, "" }, []string{"http.public_url", "http.addr"}},
+		{"public url without addr", func(c *config.Config) {
+			c.HTTP.PublicURL, c.Web.Secret, c.HTTP.Addr = "https://r.example.com", webSecret, ""
+		}, []string{"http.public_url", "http.addr"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
