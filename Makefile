@@ -4,7 +4,7 @@ BIN      := bin/rolloutbot
 # The container image's build: static, no cgo, trimmed (see deploy/Dockerfile).
 LDFLAGS  := -s -w
 
-.PHONY: build test lint deps demo bench bench-go bench-sshd image-build clean
+.PHONY: build test lint deps demo bench bench-go bench-sshd image-build clean screenshots
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/bot
@@ -35,9 +35,15 @@ bench-go:
 	$(GO) test -run '^$$' -bench 'Rollout' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'SlackCalls' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'EngineMemory' -benchtime 1x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench 'WebHostTable' -benchtime 50x -timeout 30m ./bench/
 
 bench-sshd: build
 	scripts/bench-sshd.sh 200 50
+
+# screenshots: PNGs of the web view's main pages (docs/screenshots/, shown in
+# the README), taken by headless Chromium during a simulated rollout.
+screenshots: deps
+	WEB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestScreenshots$$' -v ./web/
 
 # image-build runs the Dockerfile's build step without a Docker engine.
 image-build:

@@ -26,6 +26,9 @@ type Config struct {
 	WorkspaceAdmins bool     // workspace admins and owners are admins too
 	AdminCacheTTL   time.Duration
 	Handlers        int // commands handled at once (default 16)
+	// Link returns a signed link to a rollout's web view, for an "Open in
+	// browser" button on /rollout status; nil when the view is not configured.
+	Link func(rolloutID int64) string
 }
 
 // Engine is what the bot asks of the rollout engine.
@@ -232,6 +235,7 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 	}
 	var text string
 	var err error
+	var link string
 	switch cmd.Kind {
 	case KindStart:
 		text, err = b.start(ctx, c, cmd)
@@ -239,6 +243,9 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		text, err = b.plan(ctx, cmd)
 	case KindStatus:
 		text, err = b.statusReport(ctx, cmd)
+		if r, _ := b.current(ctx); r != nil && err == nil {
+			link = webLink(b.cfg.Link, r.ID)
+		}
 	case KindHalt:
 		text, err = b.halt(ctx, c, cmd.Reason, 0)
 	case KindResume:
@@ -258,7 +265,7 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		b.log.ErrorContext(ctx, "command failed", "command", cmd.Kind, "user", c.user, "err", err)
 		text = fmt.Sprintf("⚠️ `%s` failed: %s", cmd.Kind, escape(clipLine(err.Error(), 300)))
 	}
-	b.reply(ctx, c, text)
+	b.reply(ctx, c, text, link)
 }
 
 func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) {
@@ -490,11 +497,15 @@ func (b *Bot) statusPostFailed(r rollout.Rollout, err error) {
 }
 
 // reply answers someone privately: an ephemeral message where they asked,
-// or through the command's response_url where the bot cannot post.
-func (b *Bot) reply(ctx context.Context, c caller, text string) {
+// or through the command's response_url where the bot cannot post; with an
+// "Open in browser" button for a link given.
+func (b *Bot) reply(ctx context.Context, c caller, text string, link ...string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	blocks := textBlocks(text)
+	for _, l := range link {
+		blocks = withWebLink(blocks, l)
+	}
 	_, err := b.api.PostEphemeralContext(ctx, c.channel, c.user, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(clipLine(text, 300), false))
 	if err == nil {
 		return

@@ -54,6 +54,8 @@ type envOptions struct {
 	settings  rollout.Settings
 	notMember bool // the bot is not in the status channel
 	wsAdmins  bool // workspace admins are rolloutbot admins
+
+	link func(int64) string // the web view's links
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -111,11 +113,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	api := bot.NewClient("xoxb-test", "xapp-test", e.slack.APIURL(), nil)
-	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond}, e.db, log)
+	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond, Link: o.link}, e.db, log)
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond})
-	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins},
+	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins, Link: o.link},
 		e.engine, e.db, e.db, status, log)
 	e.bot = b
 	for _, run := range []func(context.Context){

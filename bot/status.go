@@ -28,6 +28,9 @@ type StatusConfig struct {
 	EditInterval  time.Duration // at most one edit of a message this often (default 2s)
 	ReplyInterval time.Duration // between thread replies in the channel (default 1s)
 	ThreadCap     int           // per-host thread replies per rollout, then one "and N more" (default 25)
+	// Link returns a signed link to a rollout's web view, for an "Open in
+	// browser" button; nil when the view is not configured.
+	Link func(rolloutID int64) string
 }
 
 // Status keeps one message per rollout in the channel up to date: posted and
@@ -332,6 +335,7 @@ func (s *Status) post(ctx context.Context, m *statusMsg, prog rollout.Progress, 
 		return t
 	}
 	blocks, text := statusBlocks(prog, now)
+	blocks = withWebLink(blocks, webLink(s.cfg.Link, prog.Rollout.ID))
 	_, ts, err := s.api.PostMessageContext(ctx, s.cfg.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
 	if err != nil {
 		return s.postFailed(ctx, m, err)
@@ -363,6 +367,7 @@ func (s *Status) edit(ctx context.Context, m *statusMsg, ts string, now time.Tim
 		return editAt
 	}
 	blocks, text := statusBlocks(prog, now)
+	blocks = withWebLink(blocks, webLink(s.cfg.Link, prog.Rollout.ID))
 	_, _, _, err := s.api.UpdateMessageContext(ctx, s.cfg.Channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
 	s.mu.Lock()
 	defer s.mu.Unlock()

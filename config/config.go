@@ -38,6 +38,7 @@ type Config struct {
 	Inventory Inventory  `yaml:"inventory"`
 	Slack     Slack      `yaml:"slack"`
 	HTTP      HTTP       `yaml:"http"`
+	Web       Web        `yaml:"web"`
 	Schedules []Schedule `yaml:"schedules"`
 }
 
@@ -111,9 +112,12 @@ type Slack struct {
 	AppToken        string        `yaml:"-"` // SLACK_APP_TOKEN
 }
 
-// HTTP configures the ops endpoints (/healthz, /metrics).
+// HTTP configures the ops endpoints (/healthz, /metrics) and the web view.
 type HTTP struct {
 	Addr string `yaml:"addr"`
+	// PublicURL is where people reach the web view (e.g. through a reverse
+	// proxy with TLS); Slack links point there.
+	PublicURL string `yaml:"public_url"`
 }
 
 // Schedule is a rollout started by cron.
@@ -140,6 +144,7 @@ func Default() Config {
 		Inventory: Inventory{Source: "store"},
 		Slack:     Slack{APIURL: "https://slack.com/api/", EditInterval: 2 * time.Second},
 		HTTP:      HTTP{Addr: "127.0.0.1:9090"},
+		Web:       Web{Auth: WebSigned, LinkTTL: 12 * time.Hour},
 	}
 }
 
@@ -209,6 +214,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"SLACK_APP_TOKEN", &c.Slack.AppToken},
 		{"SSH_KEY_PASSPHRASE", &c.SSH.KeyPassphrase},
 		{"INVENTORY_DATABASE_URL", &c.Inventory.SQLDatabaseURL},
+		{"ROLLOUTBOT_WEB_SECRET", &c.Web.Secret},
 	} {
 		v, err := secret(getenv, s.name)
 		if err != nil {
@@ -317,6 +323,7 @@ func (c *Config) Validate() error {
 			add("http.addr: %q is not host:port", c.HTTP.Addr)
 		}
 	}
+	errs = append(errs, c.validateWeb()...)
 	if !strings.HasSuffix(c.Slack.APIURL, "/") {
 		add("slack.api_url: %q must end with a slash", c.Slack.APIURL)
 	}

@@ -6,6 +6,9 @@ set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+# Debian's Chromium (and a font to draw text with), for the web view's
+# headless-browser tests and `make screenshots`.
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "the tests need: ${need[*]} — install them with your package manager" >&2

@@ -115,7 +115,7 @@ func (m *Main) withSlack(progress *console.Progress, status **bot.Status) notify
 			return progress
 		}
 		api := bot.NewClient(cfg.Slack.BotToken, cfg.Slack.AppToken, cfg.Slack.APIURL, &http.Client{Timeout: 10 * time.Second})
-		*status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval}, db, m.logger(cfg))
+		*status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval, Link: webLinks(cfg)}, db, m.logger(cfg))
 		return rollout.Notifiers{progress, *status}
 	}
 }

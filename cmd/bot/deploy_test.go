@@ -34,7 +34,8 @@ const deployConfigPath = "/etc/rolloutbot/rolloutbot.yaml"
 
 // deploySecrets are the environment variables config.Load reads secrets
 // from, each also as NAME_FILE.
-var deploySecrets = []string{"DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SSH_KEY_PASSPHRASE", "INVENTORY_DATABASE_URL"}
+var deploySecrets = []string{"DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SSH_KEY_PASSPHRASE", "INVENTORY_DATABASE_URL",
+	"ROLLOUTBOT_WEB_SECRET"}
 
 // deployBotScopes are the Slack bot scopes SLACK.md asks for, no more.
 var deployBotScopes = []string{"commands", "chat:write", "chat:write.public", "pins:write", "users:read",
@@ -219,6 +220,7 @@ func TestDeployExampleConfig(t *testing.T) {
 		values := map[string]string{
 			"DATABASE_URL": "postgres://bot@db/rolloutbot", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
 			"SSH_KEY_PASSPHRASE": "passphrase", "INVENTORY_DATABASE_URL": "postgres://ro@app/app",
+			"ROLLOUTBOT_WEB_SECRET": "web-secret-of-at-least-32-characters",
 		}
 		direct, viaFile := map[string]string{}, map[string]string{}
 		for _, name := range deploySecrets {

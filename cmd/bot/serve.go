@@ -39,7 +39,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	log := m.logger(cfg)
 	var status *bot.Status
 	a, err := m.open(ctx, cfg, func(cfg *config.Config, db *store.DB) rollout.Notifier {
-		status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval}, db, log)
+		status = bot.NewStatus(api, bot.StatusConfig{Channel: cfg.Slack.Channel, EditInterval: cfg.Slack.EditInterval, Link: webLinks(cfg)}, db, log)
 		return rollout.Notifiers{status, met}
 	})
 	if err != nil {
@@ -47,7 +47,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	b := bot.New(api, bot.Config{Channel: cfg.Slack.Channel, Admins: cfg.Slack.Admins, AdminGroups: cfg.Slack.AdminGroups,
-		WorkspaceAdmins: cfg.Slack.WorkspaceAdmins}, a.engine, a.db, a.inv, status, log)
+		WorkspaceAdmins: cfg.Slack.WorkspaceAdmins, Link: webLinks(cfg)}, a.engine, a.db, a.inv, status, log)
 	sched := schedule.New(schedule.Config{Store: a.db, Engine: a.engine, Announcer: b, Logger: log, Owner: a.engine.Owner()})
 	var configured []rollout.Schedule
 	for _, s := range cfg.Schedules {
@@ -61,6 +61,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("bring the last status message up to date", "err", err)
 	}
 
+	view, err := webView(cfg, a.db, log)
+	if err != nil {
+		return err
+	}
 	var ln net.Listener
 	if cfg.HTTP.Addr != "" {
 		if ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
@@ -80,7 +84,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	wg.Go(func() { errc <- b.Run(ctx) })
 	wg.Go(func() { errc <- sched.Run(ctx) })
 	if ln != nil {
-		srv := &http.Server{Handler: opsHandler(b, a.db, met), ReadHeaderTimeout: 10 * time.Second}
+		// Requests end with ctx, so the web view's live streams let a shutdown finish.
+		srv := &http.Server{Handler: opsHandler(b, a.db, met, view), ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return ctx }}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("ops http: %w", err)
@@ -109,9 +115,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // pinger is the store's health check.
 type pinger interface{ Ping(context.Context) error }
 
-// opsHandler serves /healthz (Slack connected, store reachable) and /metrics.
-func opsHandler(b *bot.Bot, db pinger, met *metrics.Metrics) http.Handler {
+// opsHandler serves /healthz (Slack connected, store reachable), /metrics
+// and, when it is configured (view not nil), the web view at the rest.
+func opsHandler(b *bot.Bot, db pinger, met *metrics.Metrics, view http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if view != nil {
+		mux.Handle("/", view)
+	}
 	mux.Handle("GET /metrics", met.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
