@@ -551,3 +551,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d + days, nil
 }
+
+// OverrideKind names what an override lifts.
+type OverrideKind string
+
+// Override kinds.
+const (
+	OverrideFreeze OverrideKind = "freeze" // the freezes that began before it
+	OverrideWindow OverrideKind = "window" // the windows, for the rest of the rollout ("anytime")
+)
