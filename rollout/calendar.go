@@ -297,7 +297,7 @@ func (rf RecurringFreeze) occurrence(s time.Time) Freeze {
 type Calendar struct {
 	Windows   Windows
 	Recurring []RecurringFreeze
-	// Zone shows times to people (nil: UTC).
+	// Zone shows times to people (nil: the first window's, or UTC).
 	Zone *time.Location
 }
 
@@ -437,7 +437,11 @@ func (c Calendar) untilText(t time.Time) string {
 // the date when it is more than six days away from now.
 func (c Calendar) When(t time.Time) string {
 	loc := c.Zone
-	if loc == nil {
+	switch {
+	case loc != nil:
+	case len(c.Windows) > 0:
+		loc = c.Windows[0].Loc
+	default:
 		loc = time.UTC
 	}
 	return t.In(loc).Format("Mon 2 Jan 15:04 MST")
