@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
@@ -49,4 +50,35 @@ func FitError(runs, frozen int) error {
 		return &InvalidError{fmt.Sprintf("every one of its next %d runs falls in a recurring freeze: it would never start a rollout", runs)}
 	}
 	return nil
+}
+
+// fitRuns is how many of a schedule's next runs are checked against the calendar.
+const fitRuns = 50
+
+// fitsCalendar refuses a schedule every one of whose next runs falls in a
+// recurring freeze.
+func (s *Scheduler) fitsCalendar(sch rollout.Schedule) error {
+	runs, frozen, _, err := Fit(sch, s.cfg.Calendar, s.cfg.Clock.Now(), fitRuns)
+	if err != nil {
+		return err
+	}
+	return FitError(runs, frozen)
+}
+
+// CalendarWarning says, when some of a schedule's next runs fall in a
+// recurring freeze or outside the rollout windows, what will happen to
+// them; empty when none does.
+func (s *Scheduler) CalendarWarning(sch rollout.Schedule) string {
+	runs, frozen, outside, err := Fit(sch, s.cfg.Calendar, s.cfg.Clock.Now(), fitRuns)
+	if err != nil || runs == 0 {
+		return ""
+	}
+	var w []string
+	if frozen > 0 {
+		w = append(w, fmt.Sprintf("%d of its next %d runs fall in a recurring freeze and will be skipped", frozen, runs))
+	}
+	if outside > 0 {
+		w = append(w, fmt.Sprintf("%d of its next %d runs fall outside the rollout windows (%s): those rollouts will wait for a window", outside, runs, s.cfg.Calendar.Windows))
+	}
+	return strings.Join(w, "; ")
 }
