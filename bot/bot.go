@@ -301,7 +301,7 @@ func (b *Bot) plan(ctx context.Context, cmd Command) (string, error) {
 	case err != nil:
 		return "", err
 	}
-	return "```" + p.String() + "```", nil
+	return "```" + p.String() + escape(b.planTimeline(ctx, p)) + "```", nil
 }
 
 // halt halts the running rollout; from a button, only the rollout the

@@ -18,6 +18,21 @@ type Freezer interface {
 	Calendar() rollout.Calendar
 	Now() time.Time
 	Span(f rollout.Freeze) string
+	Timeline(ctx context.Context, p rollout.Plan) (rollout.Timeline, error)
+}
+
+// planTimeline is what freezes and windows would hold a planned rollout,
+// and when it would finish; empty without a freezer.
+func (b *Bot) planTimeline(ctx context.Context, p rollout.Plan) string {
+	if b.freezer == nil {
+		return ""
+	}
+	tl, err := b.freezer.Timeline(ctx, p)
+	if err != nil {
+		b.log.WarnContext(ctx, "plan timeline", "err", err)
+		return ""
+	}
+	return tl.String(b.freezer.Calendar(), b.freezer.Now())
 }
 
 // SetFreezer enables the freeze commands.

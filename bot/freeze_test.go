@@ -27,6 +27,9 @@ func TestFreezeEndToEnd(t *testing.T) {
 	e.command(admin, "freeze")
 	e.ephemeral(admin, "freeze #1 by U0ADMIN: incident 4711")
 
+	e.command(user, "plan v2")
+	e.ephemeral(user, "refused now: frozen by the freeze #1 by U0ADMIN: incident 4711, until")
+
 	e.command(admin, "start v2")
 	refusal := e.ephemeral(admin, "Rollouts are frozen by freeze #1 set by <@U0ADMIN>: incident 4711")
 	if !strings.Contains(refusal, "until ") || !strings.Contains(refusal, "override") {

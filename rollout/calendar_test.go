@@ -278,3 +278,51 @@ func TestIn(t *testing.T) {
 		}
 	}
 }
+
+// The plan's timeline: a freeze at the start refuses it, windows and
+// freezes ahead hold it, and it finishes at the last rollout's pace.
+func TestTimeline(t *testing.T) {
+	berlin := zone(t, "Europe/Berlin")
+	cal := rollout.Calendar{Windows: windows(t, "Mon-Thu 02:00-05:00 Europe/Berlin"), Recurring: []rollout.RecurringFreeze{fridays(t)}, Zone: berlin}
+	s := settings([]int{10, 50, 100}, 5, 10*time.Minute)
+	stages := rollout.Stages(100, s.Stages) // 10, 40, 50 hosts
+
+	// Thursday 3 Dec 2026 03:00 CET (02:00 UTC), 30 min a batch: the canary
+	// and 3 batches of stage 50% fit the window; the other 5 run Monday
+	// (a freeze holds only at a stage boundary); then the weekend freeze
+	// holds stage 100% until 06:00, past the window: 6 batches Tuesday, 4
+	// Wednesday.
+	tl := cal.Timeline(utc("2026-12-03 02:00"), nil, stages, s, 30*time.Minute)
+	if tl.Refused {
+		t.Fatal("refused outside a freeze")
+	}
+	want := []string{"opens Mon 7 Dec 02:00 CET", `freeze "weekend": no changes over the weekend, until Mon 7 Dec 06:00 CET`,
+		"opens Tue 8 Dec 02:00 CET", "opens Wed 9 Dec 02:00 CET"}
+	if len(tl.Holds) != len(want) {
+		t.Fatalf("holds %q", tl.Holds)
+	}
+	for i, w := range want {
+		if !strings.Contains(tl.Holds[i], w) {
+			t.Errorf("hold %d %q lacks %q", i, tl.Holds[i], w)
+		}
+	}
+	if !tl.Finish.Equal(utc("2026-12-09 03:00")) {
+		t.Fatalf("finish %s", tl.Finish)
+	}
+	out := tl.String(cal, utc("2026-12-03 02:00"))
+	if !strings.Contains(out, "at the last rollout's pace (30m0s a host) it would finish Wed 9 Dec 04:00 CET (in 6 d 1 h)") {
+		t.Errorf("timeline:\n%s", out)
+	}
+
+	// During the weekend freeze the start itself is refused.
+	tl = cal.Timeline(utc("2026-12-05 10:00"), nil, stages, s, 0)
+	if !tl.Refused || !strings.Contains(tl.Holds[0], `refused now: frozen by the freeze "weekend"`) || !tl.Finish.IsZero() {
+		t.Fatalf("during the freeze: %+v", tl)
+	}
+	// A freeze without an end holds it for good.
+	open := rollout.Freeze{ID: 1, By: "U1", From: utc("2026-12-03 03:00")}
+	tl = cal.Timeline(utc("2026-12-03 02:00"), []rollout.Freeze{open}, stages, s, 30*time.Minute)
+	if !tl.Finish.IsZero() || !strings.Contains(strings.Join(tl.Holds, "\n"), "until someone unfreezes") {
+		t.Fatalf("open-ended freeze: %+v", tl)
+	}
+}

@@ -38,6 +38,8 @@ func TestCLIFreeze(t *testing.T) {
 	assertContains(t, "freeze", out, "freeze #1 set, until", "incident 4711")
 	assertContains(t, "freeze list", f.mustInProc("freeze", "list"), "NOW", "freeze #1 by", "incident 4711")
 
+	assertContains(t, "rollout plan", f.mustInProc("rollout", "plan", "v2"), "refused now: frozen by the freeze #1", "incident 4711")
+
 	_, err := f.inProc("rollout", "start", "v2")
 	var fe *rollout.FrozenError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "incident 4711") {

@@ -264,6 +264,9 @@ func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprint(m.Stdout, p.String())
+	if tl, err := a.engine.Timeline(ctx, p); err == nil {
+		fmt.Fprint(m.Stdout, tl.String(a.engine.Calendar(), a.engine.Now()))
+	}
 	return nil
 }
 
