@@ -125,7 +125,8 @@ const (
 	// EventWaiting: the rollout waits for a freeze to end or a window to
 	// open (Rollout.Phase, WaitFor, WaitUntil).
 	EventWaiting EventKind = "waiting"
-	// EventWaitOver: the wait ended; Pause is how long it lasted here.
+	// EventWaitOver: the wait ended, or a halt or shutdown cut it short;
+	// Pause is how long this process waited (Rollout.Phase says for what).
 	EventWaitOver    EventKind = "wait_over"
 	EventStopping    EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
 	EventUndoStarted EventKind = "undo_started" // a driver began or took up the rollback

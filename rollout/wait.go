@@ -72,7 +72,9 @@ func (ru *run) holdIfNeeded(ctx, hostCtx context.Context) (bool, error) {
 	ru.r.Phase, ru.r.WaitUntil, ru.r.WaitFor = h.Phase, h.Until, h.For
 	ru.r.UpdatedAt = ru.e.clock.Now()
 	r := ru.r
-	ru.waitSince = ru.e.clock.Now()
+	if ru.waitSince.IsZero() {
+		ru.waitSince = ru.e.clock.Now()
+	}
 	ru.mu.Unlock()
 	if err := ru.persistRollout(hostCtx, &r); err != nil {
 		return true, err
@@ -91,8 +93,28 @@ func (ru *run) windowClosedLocked() bool {
 // waitHold sleeps through a frozen or window phase. It returns true when the
 // wait is over: its end came, or what holds the rollout changed (a freeze
 // set, ended or overridden, looked for every poll interval); false when a
-// halt or shutdown came first.
+// halt or shutdown came first. Either way EventWaitOver says how long this
+// process waited.
 func (ru *run) waitHold(ctx context.Context, r Rollout) bool {
+	ru.mu.Lock()
+	takenOver := ru.waitSince.IsZero()
+	if takenOver {
+		ru.waitSince = ru.e.clock.Now()
+	}
+	ru.mu.Unlock()
+	if takenOver {
+		ru.notify(EventWaiting, nil, ru.stages[r.Stage], 0) // taken over, or resumed, while waiting
+	}
+	over := ru.sleepHold(ctx, r)
+	ru.mu.Lock()
+	waited := ru.e.clock.Now().Sub(ru.waitSince)
+	ru.waitSince = time.Time{}
+	ru.mu.Unlock()
+	ru.notify(EventWaitOver, nil, ru.stages[r.Stage], waited)
+	return over
+}
+
+func (ru *run) sleepHold(ctx context.Context, r Rollout) bool {
 	var due <-chan time.Time
 	if !r.WaitUntil.IsZero() {
 		due = ru.e.clock.After(r.WaitUntil.Sub(ru.e.clock.Now()))
@@ -102,26 +124,19 @@ func (ru *run) waitHold(ctx context.Context, r Rollout) bool {
 	for {
 		select {
 		case <-due:
+			return true
 		case <-ru.wake:
+			return true
 		case <-ru.haltCh:
 			return false
 		case <-ctx.Done():
 			return false
 		case <-poll.C:
 			h, _ := ru.mayStart(ctx)
-			if h != nil && h.Phase == r.Phase && h.Until.Equal(r.WaitUntil) && h.For == r.WaitFor {
-				continue
+			if h == nil || h.Phase != r.Phase || !h.Until.Equal(r.WaitUntil) || h.For != r.WaitFor {
+				return true
 			}
 		}
-		ru.mu.Lock()
-		since := ru.waitSince
-		ru.mu.Unlock()
-		waited := time.Duration(0)
-		if !since.IsZero() {
-			waited = ru.e.clock.Now().Sub(since)
-		}
-		ru.notify(EventWaitOver, nil, ru.stages[r.Stage], waited)
-		return true
 	}
 }
 
