@@ -193,3 +193,54 @@ func (e *Engine) FrozenNow(ctx context.Context) ([]Freeze, error) {
 	}
 	return e.cfg.Calendar.Freezes(now, adhoc), nil
 }
+
+// OverrideRequest lifts a hold for the running rollout: Kind OverrideFreeze
+// lets it through the freezes in effect now, OverrideWindow lets it start
+// hosts outside the windows for the rest of its run. A promote of a waiting
+// rollout is one.
+type OverrideRequest struct {
+	Actor  string
+	Source Source
+	Kind   OverrideKind
+	Reason string
+}
+
+// Override records an override on the running rollout, audited; its driver
+// takes it up at once when it runs here, else within its poll interval, and
+// a wait it holds ends. ErrNotRunning when no rollout runs.
+func (e *Engine) Override(ctx context.Context, req OverrideRequest) (*Rollout, error) {
+	r, err := e.override(ctx, req)
+	action := "freeze.override"
+	if req.Kind == OverrideWindow {
+		action = "window.override"
+	}
+	e.auditRequest(ctx, AuditEntry{Actor: req.Actor, Source: req.Source, Action: action, Detail: req.Reason}, r, err)
+	return r, err
+}
+
+func (e *Engine) override(ctx context.Context, req OverrideRequest) (*Rollout, error) {
+	if e.cfg.Freezes == nil {
+		return nil, ErrNoFreezeStore
+	}
+	if req.Kind != OverrideFreeze && req.Kind != OverrideWindow {
+		return nil, fmt.Errorf("override %q: not freeze or window", req.Kind)
+	}
+	r, err := e.cfg.Store.ActiveRollout(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotRunning
+	} else if err != nil {
+		return nil, fmt.Errorf("look for the running rollout: %w", err)
+	}
+	r, err = e.cfg.Freezes.SetOverride(ctx, r.ID, req.Kind, Override{By: req.Actor, Reason: req.Reason, At: e.clock.Now()})
+	if err != nil {
+		return r, fmt.Errorf("record override: %w", err)
+	}
+	e.log.InfoContext(ctx, "override recorded", "rollout_id", r.ID, "kind", req.Kind, "actor", req.Actor, "reason", req.Reason)
+	e.mu.Lock()
+	local := e.runs[r.ID]
+	e.mu.Unlock()
+	if local != nil {
+		local.request(r)
+	}
+	return r, nil
+}

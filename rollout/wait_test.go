@@ -162,6 +162,9 @@ func TestFreezeRefusesStart(t *testing.T) {
 	if res.err != nil || res.r.Phase != rollout.PhaseCompleted || h.startedN() != 4 {
 		t.Fatalf("overridden rollout: %v %+v", res.err, res.r)
 	}
+	if _, err := h.eng.Override(ctx, rollout.OverrideRequest{Actor: "U2", Kind: rollout.OverrideFreeze, Reason: "x"}); !errors.Is(err, rollout.ErrNotRunning) {
+		t.Errorf("override with no rollout running: %v", err)
+	}
 	log := h.audit()
 	for _, want := range [][2]string{
 		{"freeze/ok", "incident 4711"},
@@ -396,5 +399,72 @@ func TestRestartWhileFrozenAndOverride(t *testing.T) {
 	}
 	if res := wait(t, done); res.r.Phase != rollout.PhaseCompleted || h.startedN() != 10 {
 		t.Fatalf("after the override: %v %s, %d started", res.err, res.r.Phase, h.startedN())
+	}
+}
+
+// A rollout waiting for the window survives a takeover; a rollback of it
+// runs at once, outside the window; the fall-back night's repeated hour
+// does not open a window twice.
+func TestRollbackWhileWaitingForTheWindow(t *testing.T) {
+	at := time.Date(2026, 12, 1, 2, 30, 0, 0, time.UTC)
+	h, clock := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), at, "daily 02:00-03:00 UTC")
+	ctx := context.Background()
+	order := h.order()
+	h.fleet.gate(order[0])
+	r := h.start("v2")
+	runCtx, stop := context.WithCancel(ctx)
+	done := h.runAsync(runCtx, r.ID)
+	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
+	clock.set(time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC))
+	h.fleet.release(order[0])
+	h.waitPhase(r.ID, rollout.PhaseWindow)
+	stop()
+	wait(t, done)
+
+	h.cfg.Owner = "other"
+	h.eng = rollout.New(h.cfg)
+	done = h.runAsync(ctx, r.ID)
+	h.rec.waitFor(t, "the takeover waits again", func(evs []rollout.Event) bool {
+		return len(h.rec.kindsLocked(evs, rollout.EventWaiting)) == 2
+	})
+	if got, _ := h.db.Rollout(ctx, r.ID); got.Phase != rollout.PhaseWindow || h.startedN() != 1 {
+		t.Fatalf("after the takeover: %s, %d started", got.Phase, h.startedN())
+	}
+	if _, err := h.eng.Rollback(ctx, rollout.RollbackRequest{Actor: "U1", Reason: "bad canary"}); err != nil {
+		t.Fatal(err)
+	}
+	res := wait(t, done)
+	if res.r.Phase != rollout.PhaseRolledBack || h.fleet.version[order[0]] != "v1" || h.startedN() != 1 {
+		t.Fatalf("rollback outside the window: %s, canary on %s, %d started", res.r.Phase, h.fleet.version[order[0]], h.startedN())
+	}
+}
+
+// On the fall-back night in Europe/Berlin, a window 02:00-02:30 is open at
+// the first 02:00-02:30 (CEST, 00:00-00:30 UTC) only: at the second (CET)
+// no new host starts.
+func TestWindowAcrossFallBack(t *testing.T) {
+	at := time.Date(2026, 10, 25, 0, 10, 0, 0, time.UTC) // 02:10 CEST
+	h, clock := calendarHarness(t, 3, settings([]int{100}, 1, 0), at, "Sun 02:00-02:30 Europe/Berlin")
+	order := h.order()
+	h.fleet.gate(order[0])
+	r := h.start("v2")
+	done := h.runAsync(context.Background(), r.ID)
+	h.fleet.waitFor(t, "first host under way", func() bool { return len(h.fleet.started) == 1 })
+	clock.set(time.Date(2026, 10, 25, 1, 10, 0, 0, time.UTC)) // 02:10 CET, the repeated hour
+	h.fleet.release(order[0])
+	got := h.waitPhase(r.ID, rollout.PhaseWindow)
+	if h.startedN() != 1 || !got.WaitUntil.Equal(time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)) {
+		t.Fatalf("in the repeated hour: %d started, waits until %s", h.startedN(), got.WaitUntil)
+	}
+	// The engine's override (as promote would give it) lets it go on outside the window.
+	if _, err := h.eng.Override(context.Background(), rollout.OverrideRequest{Actor: "U1", Source: rollout.SourceSlack,
+		Kind: rollout.OverrideWindow, Reason: "promote"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := wait(t, done); res.r.Phase != rollout.PhaseCompleted || h.startedN() != 3 {
+		t.Fatalf("after the override: %s, %d started", res.r.Phase, h.startedN())
+	}
+	if log := h.audit(); !hasAudit(log, "window.override/ok", "promote") {
+		t.Errorf("audit %q", log)
 	}
 }
