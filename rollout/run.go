@@ -156,7 +156,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		halt, fatal := ru.r.Halt, ru.fatal
 		failures := ru.segFailures
 		remaining := st.Size() - ru.stageDone
-		closed := ru.windowClosedLocked()
+		// A host left updating (its result not stored) is for a re-check, not a wait.
+		closed := ru.windowClosedLocked() && ru.counts.Updating == 0
 		ru.mu.Unlock()
 		next := ru.nextStage(r.Stage)
 		switch {
