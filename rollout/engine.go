@@ -202,20 +202,19 @@ func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error)
 	}
 	now := e.clock.Now()
 	r := &Rollout{
-		Version:        req.Version,
-		Settings:       s,
-		Seed:           seed,
-		Hosts:          len(hosts),
-		Phase:          PhaseRunning,
-		Stage:          first,
-		StartedBy:      req.Actor,
-		Source:         req.Source,
-		FreezeOverride: overrides.FreezeOverride,
-		Anytime:        overrides.Anytime,
-		Owner:          e.cfg.Owner,
-		CreatedAt:      now,
-		UpdatedAt:      now,
+		Version:   req.Version,
+		Settings:  s,
+		Seed:      seed,
+		Hosts:     len(hosts),
+		Phase:     PhaseRunning,
+		Stage:     first,
+		StartedBy: req.Actor,
+		Source:    req.Source,
+		Owner:     e.cfg.Owner,
+		CreatedAt: now,
+		UpdatedAt: now,
 	}
+	r.FreezeOverride, r.Anytime = overrides.FreezeOverride, overrides.Anytime
 	if err := e.cfg.Store.CreateRollout(ctx, r, hosts, e.cfg.LeaseTTL); err != nil {
 		return nil, fmt.Errorf("record rollout: %w", err)
 	}
