@@ -69,10 +69,10 @@ func (b *Bot) freezeCommand(ctx context.Context, c caller, cmd Command) (string,
 	switch {
 	case errors.Is(err, rollout.ErrNoFreezeStore):
 		return "Freezes are not set up on this bot.", nil
-	case err != nil && strings.Contains(err.Error(), "record freeze"):
-		return "", err
-	case err != nil:
+	case errors.Is(err, rollout.ErrInvalidFreeze):
 		return "⛔ " + escape(err.Error()), nil
+	case err != nil:
+		return "", err
 	}
 	span := b.freezer.Span(*f)
 	b.Announce(ctx, fmt.Sprintf("🧊 %s froze rollouts %s: %s. No rollout starts; a running one waits at its next stage. `/rollout unfreeze` ends it.",

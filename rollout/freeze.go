@@ -18,6 +18,10 @@ type FreezeRequest struct {
 	Until  time.Time
 }
 
+// ErrInvalidFreeze marks a freeze request that cannot be set as asked; its
+// message says why.
+var ErrInvalidFreeze = errors.New("invalid freeze")
+
 // ErrNoFreezeStore means the engine was wired without a store for freezes.
 var ErrNoFreezeStore = errors.New("freezes are not kept by this store")
 
@@ -50,11 +54,11 @@ func (e *Engine) freeze(ctx context.Context, req FreezeRequest) (*Freeze, error)
 	}
 	switch {
 	case f.Reason == "":
-		return nil, errors.New("say why: a freeze needs a reason")
+		return nil, fmt.Errorf("%w: say why: a freeze needs a reason", ErrInvalidFreeze)
 	case !f.Until.IsZero() && !f.Until.After(now):
-		return nil, fmt.Errorf("the freeze would end %s, which is not in the future", e.cfg.Calendar.When(f.Until))
+		return nil, fmt.Errorf("%w: it would end %s, which is not in the future", ErrInvalidFreeze, e.cfg.Calendar.When(f.Until))
 	case !f.Until.IsZero() && !f.Until.After(f.From):
-		return nil, errors.New("the freeze would end before it begins")
+		return nil, fmt.Errorf("%w: it would end before it begins", ErrInvalidFreeze)
 	}
 	if err := e.cfg.Freezes.AddFreeze(ctx, f); err != nil {
 		return nil, fmt.Errorf("record freeze: %w", err)
