@@ -20,6 +20,12 @@ func TestFreezeEndToEnd(t *testing.T) {
 		t.Fatalf("a non-admin's freeze was set: %+v", fs)
 	}
 
+	e.command(admin, `freeze until "2001-01-01 00:00" too late`)
+	e.ephemeral(admin, "is not in the future")
+	if a := e.command(admin, "freeze for 2h"); !strings.Contains(ackText(a), "say why") {
+		t.Errorf("a freeze without a reason: %q", ackText(a))
+	}
+
 	e.command(admin, "freeze for 2h incident 4711")
 	e.ephemeral(admin, "Freeze #1 set, until")
 	e.waitFor("the freeze announced", func() bool { return e.channelSays("froze rollouts until") && e.channelSays("incident 4711") })
