@@ -132,6 +132,9 @@ func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
 			mrkdwn(fmt.Sprintf("… Pending: *%d*", c.Pending)),
 		}, nil),
 	}
+	if w := waitLine(r, now); w != "" {
+		blocks = append(blocks, section(w))
+	}
 	if len(p.Recent) > 0 {
 		blocks = append(blocks, section(failureList(p.Recent, c.Failed+c.RolledBack)))
 	}

@@ -66,6 +66,7 @@ type Bot struct {
 	store     Store
 	inv       rollout.Inventory
 	schedules Schedules
+	freezer   Freezer
 	status    *Status
 	auth      *authorizer
 	log       *slog.Logger
@@ -260,6 +261,8 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		text, err = b.hosts(ctx)
 	case KindScheduleAdd, KindScheduleList, KindScheduleRemove:
 		text, err = b.schedule(ctx, c, cmd)
+	case KindFreeze, KindUnfreeze, KindFreezeList:
+		text, err = b.freezeCommand(ctx, c, cmd)
 	}
 	if err != nil {
 		b.log.ErrorContext(ctx, "command failed", "command", cmd.Kind, "user", c.user, "err", err)
@@ -269,9 +272,13 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 }
 
 func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) {
-	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack})
+	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack,
+		Override: cmd.Override, Anytime: cmd.Anytime})
 	var ae *rollout.ActiveError
+	var fe *rollout.FrozenError
 	switch {
+	case errors.As(err, &fe):
+		return frozenRefusal(fe), nil
 	case errors.As(err, &ae) && ae.Rollout != nil:
 		return fmt.Sprintf("⛔ Rollout #%d of %s is already running (%s, started by %s). `/rollout status` shows where it is; `/rollout halt` stops it.",
 			ae.Rollout.ID, escape(ae.Rollout.Version), stateWord(*ae.Rollout), who(ae.Rollout.StartedBy)), nil
@@ -287,6 +294,7 @@ func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) 
 	b.mu.Lock()
 	b.starters[r.ID] = c
 	b.mu.Unlock()
+	b.announceOverride(ctx, c, r, cmd)
 	return fmt.Sprintf("🚀 Started rollout #%d of %s on %d hosts. Follow it in <#%s>.", r.ID, escape(r.Version), r.Hosts, b.cfg.Channel), nil
 }
 
@@ -300,7 +308,7 @@ func (b *Bot) plan(ctx context.Context, cmd Command) (string, error) {
 	case err != nil:
 		return "", err
 	}
-	return "```" + p.String() + "```", nil
+	return "```" + p.String() + escape(b.planTimeline(ctx, p)) + "```", nil
 }
 
 // halt halts the running rollout; from a button, only the rollout the

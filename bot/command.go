@@ -36,7 +36,7 @@ const (
 // Mutating reports whether the command changes anything, and so needs an admin.
 func (k Kind) Mutating() bool {
 	switch k {
-	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove:
+	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove, KindFreeze, KindUnfreeze:
 		return true
 	}
 	return false
@@ -53,6 +53,11 @@ type Command struct {
 	Cron     string // schedule add
 	TZ       string // schedule add
 	Schedule int64  // schedule remove
+	Override string // start … override REASON: start during a freeze
+	Anytime  bool   // start … anytime: start hosts outside the windows
+	For      string // freeze for DURATION
+	Until    string // freeze until TIME
+	Freeze   int64  // unfreeze ID
 }
 
 // Usage is the short help shown for help and for anything malformed.
@@ -67,7 +72,8 @@ const Usage = "*/rollout* commands:\n" +
 	"• `history [N]` — the last N rollouts\n" +
 	"• `hosts` — host count and version spread\n" +
 	"• `schedule add \"<cron>\" [VERSION] [TZ]` · `schedule list` · `schedule remove ID`\n" +
-	"Starting, halting, resuming, rolling back and scheduling need a rolloutbot admin."
+	FreezeUsage + "\n" +
+	"Starting, halting, resuming, rolling back, scheduling and freezing need a rolloutbot admin."
 
 // ErrUsage marks input that is not a command; its message says what is wrong.
 var ErrUsage = errors.New("usage")
@@ -98,6 +104,9 @@ func Parse(text string) (Command, error) {
 				return Command{}, usageErr("`plan rollback` takes no arguments")
 			}
 			return Command{Kind: KindPlanRollback}, nil
+		}
+		if verb == "start" {
+			return parseStart(rest)
 		}
 		if len(rest) > 1 {
 			return Command{}, usageErr("`%s` takes one version, got %d words", verb, len(rest))
@@ -154,6 +163,10 @@ func Parse(text string) (Command, error) {
 		return c, nil
 	case "schedule", "schedules":
 		return parseSchedule(rest)
+	case "freeze", "freezes":
+		return parseFreeze(rest)
+	case "unfreeze":
+		return parseUnfreeze(rest)
 	}
 	return Command{}, usageErr("unknown command %q", clip(verb))
 }

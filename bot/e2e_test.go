@@ -54,6 +54,7 @@ type envOptions struct {
 	settings  rollout.Settings
 	notMember bool // the bot is not in the status channel
 	wsAdmins  bool // workspace admins are rolloutbot admins
+	calendar  rollout.Calendar
 
 	link func(int64) string // the web view's links
 }
@@ -116,9 +117,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond, Link: o.link}, e.db, log)
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
-		PollInterval: 50 * time.Millisecond})
+		PollInterval: 50 * time.Millisecond, Freezes: e.db, Calendar: o.calendar})
 	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins, Link: o.link},
 		e.engine, e.db, e.db, status, log)
+	b.SetFreezer(e.engine)
 	e.bot = b
 	for _, run := range []func(context.Context){
 		func(ctx context.Context) { _ = e.engine.Serve(ctx) },

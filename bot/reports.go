@@ -51,6 +51,9 @@ func (b *Bot) statusReport(ctx context.Context, cmd Command) (string, error) {
 	p := rollout.Progress{Rollout: *r, Stages: r.StageList(), Counts: c}
 	fmt.Fprintf(&out, "%s\nStarted by %s · %s\n%s *%d/%d* done: %s\n", stageLine(p), who(r.StartedBy), elapsed(*r, time.Now()),
 		progressBar(c.Done(), c.Total()), c.Done(), c.Total(), c)
+	if w := waitLine(*r, time.Now()); w != "" {
+		out.WriteString(w + "\n")
+	}
 	if r.Undo != nil {
 		fmt.Fprintf(&out, "↩️ Rollback asked by %s%s: %s\n", who(r.Undo.By), reasonSuffix(r.Undo.Reason), undoTally(c.Undo))
 	}
@@ -224,7 +227,7 @@ func (b *Bot) schedule(ctx context.Context, c caller, cmd Command) (string, erro
 			return "", err
 		}
 		return fmt.Sprintf("🗓 Schedule #%d added: `%s` (%s), %s. Next run %s.", s.ID, escape(s.Spec), s.TZ,
-			versionOrLatest(s.Version), s.Next.Format("Mon 2006-01-02 15:04 MST")), nil
+			versionOrLatest(s.Version), s.Next.Format("Mon 2006-01-02 15:04 MST")) + calendarWarning(b.schedules, s), nil
 	case KindScheduleRemove:
 		err := b.schedules.RemoveSchedule(ctx, cmd.Schedule, c.user)
 		if errors.Is(err, rollout.ErrNotFound) {

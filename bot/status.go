@@ -120,6 +120,13 @@ func (s *Status) Notify(ev rollout.Event) {
 			line += fmt.Sprintf(", halts at %d failed", at)
 		}
 		m.thread = append(m.thread, line)
+	case rollout.EventWaiting:
+		m.thread = append(m.thread, waitReply(r, ev.At))
+	case rollout.EventWaitOver:
+		if r.Halt != nil {
+			break // the halt says what happens
+		}
+		m.thread = append(m.thread, fmt.Sprintf("▶️ The wait is over (%s): going on", ev.Pause.Round(time.Second)))
 	case rollout.EventStageDone:
 		m.thread = append(m.thread, fmt.Sprintf("✅ Stage %d%% done: %d hosts, %d failed", ev.Stage.Percent, ev.Stage.Size(), ev.Progress.StageFailures))
 	case rollout.EventHostDone:

@@ -40,6 +40,7 @@ type Config struct {
 	HTTP      HTTP       `yaml:"http"`
 	Web       Web        `yaml:"web"`
 	Schedules []Schedule `yaml:"schedules"`
+	Freezes   []Freeze   `yaml:"freezes"`
 }
 
 // Log configures logging.
@@ -61,6 +62,12 @@ type Rollout struct {
 	// LatestVersionCommand prints the version to roll out when a start or a
 	// schedule names none (run locally, output validated like any version).
 	LatestVersionCommand string `yaml:"latest_version_command"`
+	// Windows are when rollouts may start hosts, e.g. "Mon-Thu 02:00-05:00
+	// Europe/Berlin"; none means any time.
+	Windows []string `yaml:"windows"`
+	// Timezone shows freeze and window times to people, and reads freeze
+	// end times given without a zone (default: the first window's, or UTC).
+	Timezone string `yaml:"timezone"`
 }
 
 // SSH configures connections to the hosts.
@@ -329,6 +336,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Slack.EditInterval < time.Second {
 		add("slack.edit_interval: %s is faster than Slack lets a message be edited; use at least 1s", c.Slack.EditInterval)
+	}
+	if _, err := c.Calendar(); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {

@@ -96,6 +96,12 @@ func (p *Progress) Notify(ev rollout.Event) {
 		p.line("✓ stage %d%% done: %d hosts, %d failed; fleet: %s", ev.Stage.Percent, ev.Stage.Size(), pr.StageFailures, pr.Counts)
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
+	case rollout.EventWaiting:
+		p.line("  %s; no new host starts meanwhile", r.Waiting(ev.At))
+	case rollout.EventWaitOver:
+		if r.Halt == nil {
+			p.line("  the wait is over after %s", ev.Pause.Round(time.Second))
+		}
 	case rollout.EventHalting:
 		switch {
 		case r.Phase == rollout.PhaseRollingBack:

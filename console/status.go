@@ -39,6 +39,9 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 	if r.Undo != nil {
 		writeUndo(w, r, results, c.Undo, limit)
 	}
+	if r.Phase.Holding() {
+		fmt.Fprintf(w, "  %s\n", r.Waiting(time.Now()))
+	}
 	if r.Phase == rollout.PhasePaused {
 		fmt.Fprintf(w, "  paused: the next stage starts at %s\n", r.WaitUntil.Local().Format(time.TimeOnly))
 	}

@@ -29,6 +29,8 @@ type Metrics struct {
 	active     prometheus.Gauge
 	slackCalls *prometheus.CounterVec
 	slack429   *prometheus.CounterVec
+	waited     *prometheus.CounterVec
+	waiting    *prometheus.GaugeVec
 }
 
 var _ rollout.Notifier = (*Metrics)(nil)
@@ -68,7 +70,14 @@ func New() *Metrics {
 		slack429: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rolloutbot_slack_rate_limited_total", Help: "Slack Web API calls answered 429, by method.",
 		}, []string{"method"}),
+		waited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rolloutbot_rollout_wait_seconds_total", Help: "Time rollouts spent waiting, by reason (frozen: a freeze; window: outside the rollout windows), counted as each wait ends.",
+		}, []string{"reason"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rolloutbot_rollout_waiting", Help: "1 while the rollout this process drives waits, by reason (frozen, window).",
+		}, []string{"reason"}),
 	}
+	m.reg.MustRegister(m.waited, m.waiting)
 	m.reg.MustRegister(m.rollouts, m.hosts, m.rollbacks, m.undoHosts, m.duration, m.sshErrors, m.inFlight, m.active, m.slackCalls, m.slack429,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -100,6 +109,12 @@ func (m *Metrics) Notify(ev rollout.Event) {
 		if h.Status == rollout.StatusFailed && (h.Step == rollout.StepConnect || h.Step == rollout.StepVersion) {
 			m.sshErrors.WithLabelValues(string(h.Step)).Inc()
 		}
+	case rollout.EventWaiting:
+		m.waiting.WithLabelValues(string(ev.Progress.Rollout.Phase)).Set(1)
+	case rollout.EventWaitOver:
+		reason := string(ev.Progress.Rollout.Phase)
+		m.waiting.WithLabelValues(reason).Set(0)
+		m.waited.WithLabelValues(reason).Add(ev.Pause.Seconds())
 	case rollout.EventEnded:
 		m.active.Set(0)
 		m.inFlight.Set(0)

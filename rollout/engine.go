@@ -28,6 +28,10 @@ type Config struct {
 	// Latest answers the version to roll out when a request names none; nil
 	// means a version is always required.
 	Latest func(context.Context) (string, error)
+	// Calendar holds rollouts to windows and recurring freezes; Freezes
+	// keeps the freezes set ad hoc (nil: none can be set).
+	Calendar Calendar
+	Freezes  FreezeStore
 
 	Defaults       Settings      // for rollouts that do not say otherwise
 	HealthTimeout  time.Duration // how long a host may take to pass its health check (default 60s)
@@ -113,12 +117,18 @@ type StartRequest struct {
 	Actor    string
 	Source   Source
 	Settings *Settings // nil: the engine's defaults
+	// Override, when not empty, starts during a freeze, for this reason:
+	// the rollout goes through the freezes that began before it.
+	Override string
+	// Anytime lets the rollout start hosts outside the rollout windows.
+	Anytime bool
 }
 
 // Start validates the request, snapshots and shuffles the inventory and records
 // the rollout, leased to this engine. It does not drive it: call Run, or let
 // Serve pick it up. A running rollout makes it fail with an *ActiveError.
 func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) {
+	frozen, _ := e.FrozenNow(ctx)
 	r, err := e.start(ctx, &req)
 	entry := AuditEntry{Actor: req.Actor, Source: req.Source, Action: "start", Allowed: err == nil, Detail: req.Version}
 	if err != nil {
@@ -133,6 +143,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Rollout, error) 
 	if err != nil {
 		return nil, err
 	}
+	e.auditOverrides(ctx, req, r, frozen)
 	e.log.InfoContext(ctx, "rollout started", "rollout_id", r.ID, "version", r.Version, "hosts", r.Hosts,
 		"seed", r.Seed, "actor", req.Actor, "source", req.Source)
 	e.Kick()
@@ -171,6 +182,10 @@ func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("look for a running rollout: %w", err)
 	}
+	var overrides Rollout
+	if err := e.checkFreeze(ctx, req, &overrides); err != nil {
+		return nil, err
+	}
 	hosts, err := e.cfg.Inventory.ActiveHosts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read inventory: %w", err)
@@ -199,6 +214,7 @@ func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error)
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
+	r.FreezeOverride, r.Anytime = overrides.FreezeOverride, overrides.Anytime
 	if err := e.cfg.Store.CreateRollout(ctx, r, hosts, e.cfg.LeaseTTL); err != nil {
 		return nil, fmt.Errorf("record rollout: %w", err)
 	}

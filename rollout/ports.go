@@ -140,3 +140,18 @@ type realClock struct{}
 
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// FreezeStore keeps the freezes set ad hoc, and the overrides recorded on a
+// running rollout, where every process sees them.
+type FreezeStore interface {
+	// AddFreeze records a freeze and sets its ID.
+	AddFreeze(ctx context.Context, f *Freeze) error
+	// Freezes returns the freezes in effect at t or beginning after it, by start.
+	Freezes(ctx context.Context, t time.Time) ([]Freeze, error)
+	// Unfreeze ends freeze id, or with id 0 those in effect at t; ErrNotFound
+	// when there is none.
+	Unfreeze(ctx context.Context, id int64, by string, t time.Time) ([]Freeze, error)
+	// SetOverride records an override on an active rollout; ErrNotRunning
+	// when it is not active.
+	SetOverride(ctx context.Context, id int64, kind OverrideKind, o Override) (*Rollout, error)
+}

@@ -122,9 +122,15 @@ const (
 	EventHostDone     EventKind = "host_done" // after the result is persisted
 	EventStageDone    EventKind = "stage_done"
 	EventPaused       EventKind = "paused"
-	EventStopping     EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
-	EventUndoStarted  EventKind = "undo_started" // a driver began or took up the rollback
-	EventEnded        EventKind = "ended"        // completed, halted, failed or rolled back; after it is persisted
+	// EventWaiting: the rollout waits for a freeze to end or a window to
+	// open (Rollout.Phase, WaitFor, WaitUntil).
+	EventWaiting EventKind = "waiting"
+	// EventWaitOver: the wait ended, or a halt or shutdown cut it short;
+	// Pause is how long this process waited (Rollout.Phase says for what).
+	EventWaitOver    EventKind = "wait_over"
+	EventStopping    EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
+	EventUndoStarted EventKind = "undo_started" // a driver began or took up the rollback
+	EventEnded       EventKind = "ended"        // completed, halted, failed or rolled back; after it is persisted
 )
 
 // Event is one step of a rollout's progress, with a snapshot of the whole.

@@ -106,12 +106,22 @@ const (
 	// previous version, newest first (Undo says who asked and why).
 	PhaseRollingBack Phase = "rolling_back"
 	PhaseRolledBack  Phase = "rolled_back" // the rollback ran to its end
+	// PhaseFrozen waits for a freeze to end (WaitUntil; zero: until someone
+	// unfreezes) before Stage begins; WaitFor says which freeze.
+	PhaseFrozen Phase = "frozen"
+	// PhaseWindow waits for a rollout window to open (WaitUntil) before
+	// Stage begins or goes on.
+	PhaseWindow Phase = "window"
 )
 
 // Ended reports whether the phase is an end: nothing drives the rollout any more.
 func (p Phase) Ended() bool {
 	return p == PhaseHalted || p == PhaseCompleted || p == PhaseFailed || p == PhaseRolledBack
 }
+
+// Holding reports whether the phase waits for the calendar (a freeze or a
+// window) before Stage begins or goes on.
+func (p Phase) Holding() bool { return p == PhaseFrozen || p == PhaseWindow }
 
 // Active reports whether a driver has work ahead: the phase is not an end.
 // At most one rollout is active at a time.
@@ -217,8 +227,16 @@ type Rollout struct {
 	Phase   Phase
 	Stage   int     // index into Settings.Stages of the stage running, or the last one run
 	Segment Segment // the part of Stage its failure threshold counts
-	// WaitUntil is when a waiting phase ends (the pause before the next stage).
+	// WaitUntil is when a waiting phase ends (the pause before the next
+	// stage, a freeze's end, a window's opening); zero for a freeze with no end.
 	WaitUntil time.Time
+	// WaitFor says what a frozen or window phase waits for, for people.
+	WaitFor string
+	// FreezeOverride, when set, lets the rollout run through the freezes
+	// that began before it (start … override); Anytime lets it start hosts
+	// outside the windows.
+	FreezeOverride *Override
+	Anytime        *Override
 	// Halt is set when a halt was asked for: the driver lets the hosts in
 	// flight finish, then the phase becomes PhaseHalted and Halt says why.
 	Halt *Halt
@@ -299,8 +317,27 @@ func (r *Rollout) Label() string {
 		return fmt.Sprintf("stage %d%%", stages[r.Stage])
 	case r.Phase == PhasePaused && r.Stage < len(stages):
 		return fmt.Sprintf("paused after stage %d%%", stages[r.Stage])
+	case r.Phase == PhaseFrozen && r.Stage < len(stages):
+		return fmt.Sprintf("frozen before stage %d%%", stages[r.Stage])
+	case r.Phase == PhaseWindow && r.Stage < len(stages):
+		return fmt.Sprintf("waiting for the window (stage %d%%)", stages[r.Stage])
 	}
 	return string(r.Phase)
+}
+
+// Waiting says what a waiting rollout waits for and until when, e.g.
+// "waiting for the window (Mon-Thu 02:00-05:00 Europe/Berlin): opens Tue 1
+// Dec 02:00 CET, in 19 h"; empty when it does not wait.
+func (r *Rollout) Waiting(now time.Time) string {
+	switch {
+	case r.Phase.Holding() && !r.WaitUntil.IsZero():
+		return "waiting for " + r.WaitFor + ", " + In(now, r.WaitUntil)
+	case r.Phase.Holding():
+		return "waiting for " + r.WaitFor
+	case r.Phase == PhasePaused && !r.WaitUntil.IsZero():
+		return "pausing before the next stage, " + In(now, r.WaitUntil)
+	}
+	return ""
 }
 
 // StageList returns the rollout's stage boundaries.

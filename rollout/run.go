@@ -18,6 +18,7 @@ type run struct {
 	lease  *lease
 	stages []Stage
 	haltCh chan struct{} // closed when r.Halt is first set
+	wake   chan struct{} // an override came: a wait looks again
 
 	mu          sync.Mutex
 	r           Rollout // the run's view; copies go out in events
@@ -28,10 +29,12 @@ type run struct {
 	stageDone   int
 	fatal       error // the store refused us for good (lease lost)
 	recent      []HostResult
+	openUntil   time.Time // when the window hosts start in closes; zero: no limit
+	waitSince   time.Time // when the current hold began, here
 }
 
 func newRun(e *Engine, r *Rollout, results []HostResult, claimed time.Time) *run {
-	ru := &run{e: e, r: *r, results: results, stages: r.StageList(), haltCh: make(chan struct{})}
+	ru := &run{e: e, r: *r, results: results, stages: r.StageList(), haltCh: make(chan struct{}), wake: make(chan struct{}, 1)}
 	ru.lease = newLease(claimed, e.cfg.LeaseTTL)
 	ru.counts = CountResults(results)
 	ru.recent = RecentFailures(results)
@@ -113,6 +116,14 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			return ru.stopped(ctx, ctx.Err())
 		}
 		st := ru.stages[r.Stage]
+		if r.Phase.Holding() {
+			if ru.waitHold(ctx, r) {
+				if err := ru.setPhase(hostCtx, PhaseRunning, r.Stage, time.Time{}); err != nil {
+					return ru.stopped(ctx, err)
+				}
+			}
+			continue
+		}
 		if r.Phase == PhasePaused {
 			select {
 			case <-ru.e.clock.After(r.WaitUntil.Sub(ru.e.clock.Now())):
@@ -131,6 +142,11 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			continue
 		}
 
+		if held, err := ru.holdIfNeeded(ctx, hostCtx); err != nil {
+			return ru.stopped(ctx, err)
+		} else if held {
+			continue
+		}
 		ru.beginStage(st)
 		log.InfoContext(ctx, "stage started", "stage", st.Percent, "hosts", st.Size())
 		ru.notify(EventStageStarted, nil, st, 0)
@@ -140,6 +156,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		halt, fatal := ru.r.Halt, ru.fatal
 		failures := ru.segFailures
 		remaining := st.Size() - ru.stageDone
+		// A host left updating (its result not stored) is for a re-check, not a wait.
+		closed := ru.windowClosedLocked() && ru.counts.Updating == 0
 		ru.mu.Unlock()
 		next := ru.nextStage(r.Stage)
 		switch {
@@ -149,6 +167,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			return ru.settleHalt(ctx, hostCtx)
 		case remaining > 0 && ctx.Err() != nil:
 			return ru.stopped(ctx, ctx.Err())
+		case remaining > 0 && closed:
+			continue // the window closed mid-stage: wait for the next
 		case remaining > 0:
 			// A host whose result could not be stored stays for a re-check.
 			return ru.stopped(ctx, errors.New("hosts of the stage were not settled"))
@@ -178,7 +198,7 @@ func (ru *run) setPhase(ctx context.Context, phase Phase, k int, until time.Time
 	if k != ru.r.Stage {
 		ru.r.Segment = Segment{}
 	}
-	ru.r.Phase, ru.r.Stage, ru.r.WaitUntil = phase, k, until
+	ru.r.Phase, ru.r.Stage, ru.r.WaitUntil, ru.r.WaitFor = phase, k, until, ""
 	ru.r.UpdatedAt = ru.e.clock.Now()
 	r := ru.r
 	ru.mu.Unlock()
@@ -325,7 +345,7 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 				ru.mu.Lock()
 				stop := ru.fatal != nil || hostCtx.Err() != nil
 				if next >= rechecks {
-					stop = stop || ru.r.Halt != nil || ctx.Err() != nil
+					stop = stop || ru.r.Halt != nil || ctx.Err() != nil || ru.windowClosedLocked()
 				}
 				if next >= len(todo) || stop {
 					ru.mu.Unlock()
@@ -422,7 +442,7 @@ func appendRecent(recent []HostResult, hr HostResult) []HostResult {
 // finish persists how the rollout ended, then reports it.
 func (ru *run) finish(ctx context.Context, phase Phase) (*Rollout, error) {
 	ru.mu.Lock()
-	ru.r.Phase, ru.r.WaitUntil = phase, time.Time{}
+	ru.r.Phase, ru.r.WaitUntil, ru.r.WaitFor = phase, time.Time{}, ""
 	ru.r.FinishedAt = ru.e.clock.Now()
 	ru.r.UpdatedAt = ru.r.FinishedAt
 	r := ru.r
@@ -507,7 +527,7 @@ func (ru *run) watch(ctx context.Context) {
 			return
 		case err != nil:
 			continue // the store is away; writes wait for it, and the lease runs out
-		case cur.Halt != nil:
+		default:
 			ru.request(cur)
 		}
 	}

@@ -285,6 +285,7 @@ func (ru *run) request(cur *Rollout) {
 	if cur.Halt != nil {
 		ru.haltLocked(*cur.Halt)
 	}
+	ru.takeOverridesLocked(cur)
 }
 
 // beginUndo turns the halted run into its rollback: the store marks the hosts

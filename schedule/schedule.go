@@ -52,6 +52,10 @@ type Config struct {
 	// MissAfter is how late a due time may be handled and still run; later
 	// it is reported as missed (default 2m).
 	MissAfter time.Duration
+	// Calendar is the rollout windows and recurring freezes: a schedule
+	// that always falls in a freeze is refused, one that falls outside the
+	// windows is warned about.
+	Calendar rollout.Calendar
 }
 
 // Scheduler runs the schedules.
@@ -146,6 +150,9 @@ func (s *Scheduler) AddSchedule(ctx context.Context, sch rollout.Schedule) (roll
 		if verr := rollout.ValidateVersion(sch.Version); verr != nil {
 			err = &InvalidError{verr.Error()}
 		}
+	}
+	if err == nil {
+		err = s.fitsCalendar(sch)
 	}
 	entry := rollout.AuditEntry{Actor: sch.CreatedBy, Source: sch.Source, Action: "schedule.add", Allowed: err == nil,
 		Detail: fmt.Sprintf("%q %s %s", sch.Spec, sch.TZ, cmp.Or(sch.Version, "latest"))}
@@ -283,9 +290,13 @@ func (s *Scheduler) fire(ctx context.Context, sch rollout.Schedule, due time.Tim
 	log := s.log.With("schedule_id", sch.ID, "due", due)
 	r, err := s.cfg.Engine.Start(ctx, rollout.StartRequest{Version: sch.Version, Actor: actor(sch), Source: rollout.SourceSchedule})
 	var ae *rollout.ActiveError
+	var fe *rollout.FrozenError
 	var outcome, detail, text string
 	var rid int64
 	switch {
+	case errors.As(err, &fe):
+		outcome, detail = "skipped", err.Error()
+		text = fmt.Sprintf("🗓 %s came due during the %s (%s), so it was skipped.", describe(sch), fe.Freeze, fe.Text)
 	case errors.As(err, &ae) && ae.Rollout != nil:
 		outcome, rid = "skipped", ae.Rollout.ID
 		detail = fmt.Sprintf("rollout #%d was running", ae.Rollout.ID)

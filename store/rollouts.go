@@ -14,7 +14,8 @@ import (
 const rolloutCols = `id, version, stages, concurrency, pause_ms, threshold, seed, host_count,
 	phase, stage, segment_done, segment_failures, wait_until, halt_by, halt_reason, halt_at, error,
 	undo_by, undo_reason, undo_at, undo_epoch,
-	started_by, source, owner, lease_until, epoch, channel, message_ts, created_at, updated_at, finished_at`
+	started_by, source, owner, lease_until, epoch, channel, message_ts, created_at, updated_at, finished_at,
+	wait_for, freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at`
 
 func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var r rollout.Rollout
@@ -23,10 +24,13 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var wait, haltAt, undoAt, lease, finished sql.NullTime
 	var h rollout.Halt
 	var u rollout.Undo
+	var fo, anytime rollout.Override
+	var foAt, anyAt sql.NullTime
 	err := sc.Scan(&r.ID, &r.Version, &stages, &r.Settings.Concurrency, &pauseMS, &r.Settings.Threshold, &r.Seed, &r.Hosts,
 		&phase, &r.Stage, &r.Segment.Done, &r.Segment.Failures, &wait, &h.By, &h.Reason, &haltAt, &r.Error,
 		&u.By, &u.Reason, &undoAt, &u.Epoch,
-		&r.StartedBy, &source, &r.Owner, &lease, &r.Epoch, &r.Channel, &r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished)
+		&r.StartedBy, &source, &r.Owner, &lease, &r.Epoch, &r.Channel, &r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished,
+		&r.WaitFor, &fo.By, &fo.Reason, &foAt, &anytime.By, &anytime.Reason, &anyAt)
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +48,7 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 		u.At = undoAt.Time
 		r.Undo = &u
 	}
+	r.FreezeOverride, r.Anytime = overrideOf(fo.By, fo.Reason, foAt), overrideOf(anytime.By, anytime.Reason, anyAt)
 	return &r, nil
 }
 
@@ -64,12 +69,14 @@ func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rol
 	}
 	err := db.withTx(ctx, func(t tx) error {
 		err := t.queryRow(ctx, `INSERT INTO rollouts (version, stages, concurrency, pause_ms, threshold, seed, host_count,
-			phase, stage, started_by, source, owner, lease_until, epoch, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, `+db.b.after("$13")+`, 1, $14, $15)
+			phase, stage, started_by, source, owner, lease_until, epoch, created_at, updated_at,
+			freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, `+db.b.after("$13")+`, 1, $14, $15,
+			$16, $17, $18, $19, $20, $21)
 			RETURNING id, lease_until, epoch`,
-			r.Version, formatStages(r.Settings.Stages), r.Settings.Concurrency, r.Settings.Pause.Milliseconds(),
-			r.Settings.Threshold, r.Seed, r.Hosts, string(r.Phase), r.Stage, r.StartedBy, string(r.Source), r.Owner,
-			ttl.Microseconds(), r.CreatedAt.UTC(), r.UpdatedAt.UTC(),
+			append([]any{r.Version, formatStages(r.Settings.Stages), r.Settings.Concurrency, r.Settings.Pause.Milliseconds(),
+				r.Settings.Threshold, r.Seed, r.Hosts, string(r.Phase), r.Stage, r.StartedBy, string(r.Source), r.Owner,
+				ttl.Microseconds(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()}, overridesArgs(r)...)...,
 		).Scan(&r.ID, &r.LeaseUntil, &r.Epoch)
 		if err != nil {
 			return err
@@ -131,11 +138,11 @@ func (db *DB) UpdateRollout(ctx context.Context, owner string, r *rollout.Rollou
 		wait_until = $7, error = $8, finished_at = $9, updated_at = $10,
 		halt_by = CASE WHEN halt_at IS NULL THEN $11 ELSE halt_by END,
 		halt_reason = CASE WHEN halt_at IS NULL THEN $12 ELSE halt_reason END,
-		halt_at = COALESCE(halt_at, $13)
+		halt_at = COALESCE(halt_at, $13), wait_for = $14
 		WHERE id = $1 AND owner = $2
 		RETURNING halt_by, halt_reason, halt_at`,
 		r.ID, owner, string(r.Phase), r.Stage, r.Segment.Done, r.Segment.Failures, nullTime(r.WaitUntil),
-		storable(r.Error), nullTime(r.FinishedAt), r.UpdatedAt.UTC(), haltBy, haltReason, haltAt,
+		storable(r.Error), nullTime(r.FinishedAt), r.UpdatedAt.UTC(), haltBy, haltReason, haltAt, storable(r.WaitFor),
 	).Scan(&by, &reason, &at)
 	switch {
 	case errors.Is(err, rollout.ErrNotFound):
@@ -227,7 +234,7 @@ func (db *DB) RequestHalt(ctx context.Context, id int64, h rollout.Halt) (*rollo
 func (db *DB) ResumeRollout(ctx context.Context, r *rollout.Rollout, ttl time.Duration) error {
 	err := db.b.queryRow(ctx, `UPDATE rollouts SET phase = CASE WHEN undo_at IS NULL THEN $2 ELSE 'rolling_back' END,
 		stage = $3, segment_done = $4, segment_failures = $5,
-		wait_until = NULL, halt_by = '', halt_reason = '', halt_at = NULL, error = '', finished_at = NULL, updated_at = $6,
+		wait_until = NULL, wait_for = '', halt_by = '', halt_reason = '', halt_at = NULL, error = '', finished_at = NULL, updated_at = $6,
 		owner = $7, lease_until = `+db.b.after("$8")+`, epoch = epoch + 1
 		WHERE id = $1 AND phase = 'halted'
 		RETURNING lease_until, epoch`,
@@ -264,7 +271,7 @@ func (db *DB) StartUndo(ctx context.Context, id int64, u rollout.Undo, owner str
 			undo_reason = CASE WHEN undo_at IS NULL THEN $3 ELSE undo_reason END,
 			undo_at = COALESCE(undo_at, $4), undo_epoch = epoch + 1, epoch = epoch + 1,
 			halt_by = '', halt_reason = '', halt_at = NULL, error = '',
-			wait_until = NULL, finished_at = NULL, owner = $5, lease_until = `+db.b.after("$6")+`, updated_at = $4
+			wait_until = NULL, wait_for = '', finished_at = NULL, owner = $5, lease_until = `+db.b.after("$6")+`, updated_at = $4
 			WHERE id = $1 AND ((undo_epoch = 0 AND phase IN ('halted', 'completed', 'failed'))
 				OR (active AND owner = $5 AND phase <> 'rolling_back'))
 			RETURNING `+rolloutCols, id, u.By, storable(u.Reason), u.At.UTC(), owner, ttl.Microseconds()))

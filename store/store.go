@@ -29,6 +29,7 @@ type DB struct {
 
 var _ rollout.Store = (*DB)(nil)
 var _ rollout.Inventory = (*DB)(nil)
+var _ rollout.FreezeStore = (*DB)(nil)
 
 // backend is what differs between PostgreSQL and SQLite.
 type backend interface {

@@ -96,7 +96,9 @@ func (m *Main) open(ctx context.Context, cfg *config.Config, notify notify) (*ap
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, db: db, inv: inventory(cfg, db)}
+	cal, _ := cfg.Calendar() // validated with the configuration
 	a.engine = rollout.New(rollout.Config{
+		Calendar: cal, Freezes: db,
 		Store: db, Inventory: a.inv, Updater: runner, Notifier: notifier, Logger: log,
 		Defaults: cfg.Settings(), HealthTimeout: cfg.Rollout.HealthTimeout, HealthInterval: cfg.Rollout.HealthInterval,
 		LeaseTTL: cfg.Rollout.LeaseTTL, Grace: cfg.Rollout.Grace, Latest: latestVersion(cfg.Rollout.LatestVersionCommand),

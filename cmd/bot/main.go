@@ -85,6 +85,9 @@ usage: rolloutbot COMMAND [flags]
   rollout resume         continue a halted rollout or rollback, or one whose driver died
   rollout rollback [REASON] [--id N]   put back every host the latest rollout (or #N) changed, and follow it
   rollout history        the last rollouts
+  freeze [--for D | --until T] REASON   freeze rollouts (no start; running ones wait at the next stage)
+  freeze list            the freezes in effect and to come
+  unfreeze [ID]          end the freezes in effect (or freeze ID)
   hosts import FILE      add or replace hosts from a CSV or YAML file (all or nothing)
   hosts list|add|remove|disable|enable|unpin
   migrate                apply the store's migrations
@@ -121,6 +124,10 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.rolloutCmd(ctx, rest)
 	case "hosts":
 		return m.hostsCmd(ctx, rest)
+	case "freeze":
+		return m.freezeCmd(ctx, rest)
+	case "unfreeze":
+		return m.unfreezeCmd(ctx, rest)
 	case "migrate":
 		return m.migrate(ctx, rest)
 	case "config":

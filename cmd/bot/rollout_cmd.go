@@ -118,15 +118,24 @@ func (m *Main) openWithSettings(ctx context.Context, cfgPath string, sf settings
 func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	progress := console.NewProgress(m.Stdout, m.TTY)
 	var status *bot.Status
-	a, version, s, err := m.openForRollout(ctx, "rollout start", args, m.withSlack(progress, &status))
+	fs, cfgPath := m.flags("rollout start")
+	sf := addSettingsFlags(fs)
+	of := addOverrideFlags(fs)
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	a, version, s, err := m.openWithSettings(ctx, *cfgPath, sf, pos, m.withSlack(progress, &status))
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	r, err := a.engine.Start(ctx, rollout.StartRequest{Version: version, Actor: actor(), Source: rollout.SourceCLI, Settings: &s})
+	r, err := a.engine.Start(ctx, rollout.StartRequest{Version: version, Actor: actor(), Source: rollout.SourceCLI, Settings: &s,
+		Override: *of.override, Anytime: *of.anytime})
 	if err != nil {
 		return err
 	}
+	m.announceOverrides(ctx, a, r)
 	return m.follow(ctx, a, progress, status, r.ID, toComplete)
 }
 
@@ -255,6 +264,9 @@ func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprint(m.Stdout, p.String())
+	if tl, err := a.engine.Timeline(ctx, p); err == nil {
+		fmt.Fprint(m.Stdout, tl.String(a.engine.Calendar(), a.engine.Now()))
+	}
 	return nil
 }
 

@@ -48,7 +48,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	defer a.Close()
 	b := bot.New(api, bot.Config{Channel: cfg.Slack.Channel, Admins: cfg.Slack.Admins, AdminGroups: cfg.Slack.AdminGroups,
 		WorkspaceAdmins: cfg.Slack.WorkspaceAdmins, Link: webLinks(cfg)}, a.engine, a.db, a.inv, status, log)
-	sched := schedule.New(schedule.Config{Store: a.db, Engine: a.engine, Announcer: b, Logger: log, Owner: a.engine.Owner()})
+	sched := schedule.New(schedule.Config{Store: a.db, Engine: a.engine, Announcer: b, Logger: log, Owner: a.engine.Owner(),
+		Calendar: a.engine.Calendar()})
+	b.SetFreezer(a.engine)
 	var configured []rollout.Schedule
 	for _, s := range cfg.Schedules {
 		configured = append(configured, rollout.Schedule{Name: s.Name, Spec: s.Cron, TZ: s.Timezone, Version: s.Version})

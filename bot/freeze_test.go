@@ -1,0 +1,115 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// Freeze, a start refused with the reason, unfreeze, a start accepted; a
+// non-admin's freeze refused; the list and the override, announced.
+func TestFreezeEndToEnd(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 4})
+	ctx := context.Background()
+
+	e.command(user, "freeze for 1h not yours")
+	e.ephemeral(user, "Only rolloutbot admins can freeze")
+	if fs, _ := e.db.Freezes(ctx, e.engine.Now()); len(fs) != 0 {
+		t.Fatalf("a non-admin's freeze was set: %+v", fs)
+	}
+
+	e.command(admin, `freeze until "2001-01-01 00:00" too late`)
+	e.ephemeral(admin, "is not in the future")
+	if a := e.command(admin, "freeze for 2h"); !strings.Contains(ackText(a), "say why") {
+		t.Errorf("a freeze without a reason: %q", ackText(a))
+	}
+
+	e.command(admin, "freeze for 2h incident 4711")
+	e.ephemeral(admin, "Freeze #1 set, until")
+	e.waitFor("the freeze announced", func() bool { return e.channelSays("froze rollouts until") && e.channelSays("incident 4711") })
+
+	e.command(admin, "freeze")
+	e.ephemeral(admin, "freeze #1 by U0ADMIN: incident 4711")
+
+	e.command(user, "plan v2")
+	e.ephemeral(user, "refused now: frozen by the freeze #1 by U0ADMIN: incident 4711, until")
+
+	e.command(admin, "start v2")
+	refusal := e.ephemeral(admin, "Rollouts are frozen by freeze #1 set by <@U0ADMIN>: incident 4711")
+	if !strings.Contains(refusal, "until ") || !strings.Contains(refusal, "override") {
+		t.Errorf("refusal %q does not say when it ends and how to override", refusal)
+	}
+	if _, err := e.db.ActiveRollout(ctx); err == nil {
+		t.Fatal("a rollout started during the freeze")
+	}
+
+	e.command(user, "unfreeze")
+	e.ephemeral(user, "Only rolloutbot admins can unfreeze")
+	e.command(admin, "unfreeze")
+	e.ephemeral(admin, "Ended 1 freeze")
+	e.waitFor("the unfreeze announced", func() bool { return e.channelSays("ended the freeze #1") })
+
+	e.command(admin, "start v2")
+	e.ephemeral(admin, "Started rollout #1")
+	e.waitFor("the rollout to end", e.rolloutEnded)
+	if r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted }); r.Version != "v2" {
+		t.Fatalf("rollout %+v", r)
+	}
+
+	// An override starts during a freeze, loudly.
+	e.command(admin, "freeze release party")
+	e.ephemeral(admin, "Freeze #2 set, until someone unfreezes")
+	e.command(admin, `start v3 override "hotfix for 4711"`)
+	e.ephemeral(admin, "Started rollout #2")
+	e.waitFor("the override announced", func() bool { return e.channelSays("overriding the freezes: hotfix for 4711") })
+	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.ID == 2 && r.Phase == rollout.PhaseCompleted })
+
+	log, _ := e.db.AuditLog(ctx, 50)
+	var actions []string
+	for i := len(log) - 1; i >= 0; i-- {
+		actions = append(actions, log[i].Action+"/"+map[bool]string{true: "ok", false: "refused"}[log[i].Allowed])
+	}
+	want := "freeze/refused freeze/ok start/refused unfreeze/refused unfreeze/ok start/ok freeze/ok start/ok freeze.override/ok"
+	if got := strings.Join(actions, " "); got != want {
+		t.Errorf("audit %s\nwant  %s", got, want)
+	}
+}
+
+// A rollout outside the windows says on its status message and in
+// /rollout status what it waits for and until when.
+func TestWaitingShownOnStatus(t *testing.T) {
+	w, err := rollout.ParseWindow("Mon 00:00-00:01 Pacific/Kiritimati")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{hosts: 3, calendar: rollout.Calendar{Windows: rollout.Windows{w}}})
+	// Open for one minute a week: the test would have to run in that minute to see it open.
+	if open, _ := e.engine.Calendar().Windows.At(e.engine.Now()); open {
+		t.Skip("the clock is inside the one-minute window")
+	}
+	e.command(admin, "start v2")
+	e.ephemeral(admin, "Started rollout #1")
+	e.waitRollout("waiting for the window", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseWindow })
+	e.waitFor("the status message to show the wait", func() bool {
+		m, ok := e.statusMessage()
+		return ok && strings.Contains(blockText(m.Blocks), "Outside the rollout windows") &&
+			strings.Contains(blockText(m.Blocks), "opens Mon")
+	})
+	e.command(admin, "status")
+	e.ephemeral(admin, "waiting for the window (Mon 00:00-00:01 Pacific/Kiritimati): opens Mon")
+	// Halt works while waiting.
+	e.command(admin, "halt not this week")
+	e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
+}
+
+// channelSays reports whether a message in the channel contains s.
+func (e *env) channelSays(s string) bool {
+	for _, m := range e.slack.Messages(channel) {
+		if strings.Contains(m.Text+"\n"+blockText(m.Blocks), s) {
+			return true
+		}
+	}
+	return false
+}
