@@ -31,7 +31,7 @@ type liveData struct {
 	Percent  int            `json:"percent"`
 	Elapsed  string         `json:"elapsed"`
 	ETA      string         `json:"eta"`      // "about 3m 10s left", or ""
-	Waiting  string         `json:"waiting"`  // "next stage at 14:05:10 UTC", or ""
+	Waiting  string         `json:"waiting"`  // "waiting for the window, in 19 h (Tue 2 Dec 01:00 UTC)", or ""
 	Halt     string         `json:"halt"`     // who halted or asked to, and why
 	Counts   map[string]int `json:"counts"`   // by host status
 	Undo     map[string]int `json:"undo"`     // by rollback state, when a rollback was asked for
@@ -59,8 +59,12 @@ func live(s *snapshot, now time.Time) liveData {
 		left := time.Duration(float64(took(r, now)) * float64(d.Total-d.Done) / float64(d.Done))
 		d.ETA = "about " + duration(left.Round(time.Second)) + " left"
 	}
-	if r.Phase == rollout.PhasePaused && !r.WaitUntil.IsZero() {
-		d.Waiting = "next stage at " + r.WaitUntil.UTC().Format("15:04:05 UTC")
+	if w := r.Waiting(now); w != "" {
+		// A pause, a freeze or a window: what it waits for, and until when.
+		d.Waiting = w
+		if !r.WaitUntil.IsZero() {
+			d.Waiting += " (" + r.WaitUntil.UTC().Format("Mon 2 Jan 15:04 UTC") + ")"
+		}
 	}
 	if r.Halt != nil {
 		d.Halt = r.Halt.String()
@@ -71,7 +75,7 @@ func live(s *snapshot, now time.Time) liveData {
 			"left": u.Left, "not_needed": u.NotNeeded}
 		d.UndoDone, d.UndoAll = u.Done(), u.Total()
 	}
-	d.Sig = fmt.Sprintf("%d|%s|%d|%s|%v|%v|%s", r.ID, r.Phase, r.Stage, d.Halt, c, c.Undo, r.WaitUntil.UTC().Format(time.RFC3339))
+	d.Sig = fmt.Sprintf("%d|%s|%d|%s|%v|%v|%s|%s", r.ID, r.Phase, r.Stage, d.Halt, c, c.Undo, r.WaitFor, r.WaitUntil.UTC().Format(time.RFC3339))
 	return d
 }
 

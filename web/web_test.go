@@ -459,3 +459,20 @@ func TestRollbackAndPagedLists(t *testing.T) {
 		t.Fatalf("second audit page: %d rows", strings.Count(body, "<tr>"))
 	}
 }
+
+// A rollout held by a freeze or a window says so, and until when.
+func TestOverviewWaiting(t *testing.T) {
+	f := newFixture(t, 20, nil)
+	r := *f.r
+	r.Phase, r.WaitFor = rollout.PhaseWindow, "the window (Mon-Thu 02:00-05:00 Europe/Berlin)"
+	r.WaitUntil = time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC).Add(7 * 24 * time.Hour)
+	if err := f.db.UpdateRollout(context.Background(), "me", &r); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, f.signedIn(t), f.srv.URL+"/")
+	for _, want := range []string{"waiting for the window (Mon-Thu 02:00-05:00 Europe/Berlin)", "(Tue 8 Dec 01:00 UTC)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the overview lacks %q", want)
+		}
+	}
+}
