@@ -64,7 +64,7 @@ func (p *Progress) Tick(now time.Time) {
 	}
 }
 
-// Ticking calls Tick every interval until stop is called.
+// Ticking calls Tick every interval until stop is called (once or more).
 func (p *Progress) Ticking(interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	exited := make(chan struct{})
@@ -81,7 +81,8 @@ func (p *Progress) Ticking(interval time.Duration) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done); <-exited }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited }) }
 }
 
 // Log is a writer for log lines: each line goes above the bar, which is

@@ -36,9 +36,10 @@ func (m *Main) loadConfig(path string) (*config.Config, error) {
 }
 
 // logger logs to Stderr at the configured level. While a command draws
-// live progress on a terminal (logs.above), only warnings and errors are
-// shown, above the bar (the rest is what the bar shows); with --log-file
-// every line at the configured level goes to the file as well.
+// live progress on a terminal (logs.above), logs go above the bar, and only
+// warnings and errors unless log.level is debug (the info lines say what
+// the display shows); with --log-file every line at the configured level
+// goes to the file, and warnings and errors to the terminal too.
 func (m *Main) logger(cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
@@ -51,7 +52,10 @@ func (m *Main) logger(cfg *config.Config) *slog.Logger {
 	}
 	out, shown := m.Stderr, level
 	if m.logs.above != nil {
-		out, shown = m.logs.above, max(level, slog.LevelWarn)
+		out = m.logs.above
+		if level > slog.LevelDebug {
+			shown = max(level, slog.LevelWarn)
+		}
 	}
 	if m.logs.file != nil {
 		return slog.New(slog.NewMultiHandler(handler(m.logs.file, level), handler(out, max(level, slog.LevelWarn))))

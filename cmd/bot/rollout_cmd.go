@@ -510,6 +510,10 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	if errors.Is(err, errDriven) {
 		fmt.Fprintf(m.Stdout, "%v; it halts the rollout\n", err)
 		return nil
+	} else if errors.Is(err, rollout.ErrNotRunning) {
+		// Its driver settled the halt while this waited on its lease.
+		fmt.Fprintf(m.Stdout, "%s ended meanwhile, under its driver (`rolloutbot rollout status` shows how)\n", subject(r))
+		return nil
 	} else if err != nil {
 		return err
 	}

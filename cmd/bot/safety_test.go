@@ -365,7 +365,7 @@ func TestSafetyCrashAfterThresholdTrip(t *testing.T) {
 	}
 	// Resuming now counts the failures from before once: the stage is done.
 	code, out = sf.run("rollout", "resume")
-	if code != 0 || !strings.Contains(out, "completed, 4 rolled back") {
+	if code != exitWithFailures || !strings.Contains(out, "completed, 4 rolled back") {
 		t.Fatalf("resume exited %d:\n%s", code, out)
 	}
 }
