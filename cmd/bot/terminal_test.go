@@ -600,3 +600,23 @@ func TestCLIDemoExplainsItself(t *testing.T) {
 		t.Errorf("the demo suggests a command on the store it deletes:\n%s", s)
 	}
 }
+
+// The systemd unit's documented check runs as the service does: its user,
+// its env file (the secrets), its state directory.
+func TestDeployUnitCheckStepLoadsTheEnvFile(t *testing.T) {
+	unit := string(deployRead(t, deployFile(t, "rolloutbot.service")))
+	i := strings.Index(unit, "config check --serve")
+	if i < 0 {
+		t.Fatal("the unit documents no config check step")
+	}
+	j := strings.LastIndex(unit[:i], "systemd-run")
+	if j < 0 {
+		t.Fatalf("the check step is not run by systemd-run, with the unit's environment:\n%s", unit[max(0, i-300):i])
+	}
+	step := unit[j:i]
+	for _, want := range []string{"-p User=rolloutbot", "-p EnvironmentFile=/etc/rolloutbot/env", "-p StateDirectory=rolloutbot"} {
+		if !strings.Contains(step, want) {
+			t.Errorf("the check step lacks %q:\n%s", want, step)
+		}
+	}
+}
