@@ -25,7 +25,7 @@ func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResu
 		fmt.Fprintf(w, ", ended after %s", r.FinishedAt.Sub(r.CreatedAt).Round(time.Second))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  hosts: %d — %s; order shuffled with seed %d (`rollout start --seed %d` repeats it)\n", r.Hosts, c, r.Seed, r.Seed)
+	fmt.Fprintf(w, "  hosts: %d — %s; shuffled with seed %d (--seed %d repeats the order)\n", r.Hosts, c, r.Seed, r.Seed)
 	var stages []string
 	for _, st := range r.StageList() {
 		s := fmt.Sprintf("%d%% (%d)", st.Percent, st.Size())

@@ -132,6 +132,9 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 		if r.Phase == rollout.PhaseRollingBack {
 			emit(rollout.EventUndoStarted, now, nil)
 		}
+		if r.Halt != nil && r.Phase.Active() {
+			emit(rollout.EventHalting, now, nil)
+		}
 	}
 	for _, hr := range results {
 		old, ok := w.seen[hr.Index]
