@@ -111,6 +111,7 @@ func merge(stored, hosts []rollout.Host) []rollout.Host {
 
 // RemoveHosts deletes hosts from the inventory, all or none: an id that is
 // not there fails it with rollout.ErrNotFound, naming every such id.
+// Rollouts keep their snapshot.
 func (db *DB) RemoveHosts(ctx context.Context, ids []string) error {
 	return db.withTx(ctx, func(t tx) error {
 		var missing []string
@@ -128,18 +129,6 @@ func (db *DB) RemoveHosts(ctx context.Context, ids []string) error {
 		}
 		return nil
 	})
-}
-
-// RemoveHost deletes a host from the inventory; rollouts keep their snapshot.
-func (db *DB) RemoveHost(ctx context.Context, id string) error {
-	n, err := db.b.exec(ctx, `DELETE FROM hosts WHERE id = $1`, id)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return fmt.Errorf("host %s: %w", id, rollout.ErrNotFound)
-	}
-	return nil
 }
 
 // SetHostDisabled leaves a host out of new rollouts, or puts it back.
