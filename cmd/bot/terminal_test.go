@@ -621,3 +621,20 @@ func TestDeployUnitCheckStepLoadsTheEnvFile(t *testing.T) {
 		}
 	}
 }
+
+// --log-file takes every log line; the terminal keeps warnings and errors.
+func TestCLILogFile(t *testing.T) {
+	f := newFixture(t, fixtureOptions{hosts: 3})
+	path := filepath.Join(f.dir, "rollout.log")
+	out := f.mustRun(exitOK, "rollout", "start", "v2", "--log-file", path)
+	if strings.Contains(out, "level=INFO") {
+		t.Errorf("info lines on the terminal with --log-file:\n%s", out)
+	}
+	assertContains(t, "output", out, "■ rollout #1 completed")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertContains(t, "the log file", string(data), `msg="rollout started"`, `msg="rollout ended"`, "rollout_id=1")
+	f.mustRun(exitUsage, "rollout", "resume", "--log-file", filepath.Join(f.dir, "no", "such", "dir", "x.log"))
+}
