@@ -44,6 +44,15 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 	if err != nil {
 		return err
 	}
+	if r.Phase.Ended() {
+		// Nothing to follow: its final state, as status shows it.
+		results, err := db.HostResults(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		console.WriteStatus(m.Stdout, r, results, 20)
+		return outcome(r, rollout.CountResults(results), goalOf(r))
+	}
 	progress := console.NewProgress(m.Stdout, m.TTY)
 	w := watcher{progress: progress, seen: map[int]rollout.HostResult{}}
 	stopTicking := progress.Ticking(time.Second)
