@@ -165,6 +165,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		defaultState := c.StateDir
+		if err := checkYAML(data); err != nil {
+			return nil, fmt.Errorf("config %s:\n%w", path, err)
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -266,7 +269,7 @@ func (c *Config) Runner() sshrunner.Config {
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if err := c.Settings().Validate(); err != nil {
+	for _, err := range c.Settings().Problems() {
 		add("rollout.%w", err)
 	}
 	if c.Rollout.HealthTimeout <= 0 || c.Rollout.HealthInterval <= 0 {
@@ -350,9 +353,13 @@ func (c *Config) Validate() error {
 			add("%s.name: %q is used twice", name, s.Name)
 		}
 		seen[s.Name] = true
+		if _, err := time.LoadLocation(s.Timezone); err != nil || s.Timezone == "Local" {
+			add("%s.timezone: %q is not an IANA time zone such as Europe/Berlin or UTC", name, s.Timezone)
+		}
+		// The time zone has its own line above; the cron spec is checked on its own.
 		if s.Cron == "" {
 			add("%s.cron: empty", name)
-		} else if _, _, err := schedule.Parse(s.Cron, s.Timezone); err != nil {
+		} else if _, _, err := schedule.Parse(s.Cron, "UTC"); err != nil {
 			add("%s.cron: %w", name, err)
 		}
 		switch {

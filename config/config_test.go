@@ -439,3 +439,45 @@ func TestValidateSlack(t *testing.T) {
 		t.Errorf("workspace_admins: %v", err)
 	}
 }
+
+// YAML mistakes are all reported at once, each with its line and the
+// setting's path, and a bad time zone under its own key.
+func TestLoadReportsEverySettingAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	data := "rollout:\n  paus: 10s\n  concurrency: many\n  health_timeout: soon\nssh:\n  agent: maybe\nschedules:\n  - name: a\n    cron: \"0 3 * * *\"\n    timezone: Mars/Olympus\n    version: v1\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(path, func(string) string { return "" })
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{
+		"line 2: rollout.paus: unknown setting (did you mean pause?)",
+		`line 3: rollout.concurrency: "many" is not a whole number`,
+		`line 4: rollout.health_timeout: "soon" is not a duration`,
+		`line 6: ssh.agent: "maybe" is not true or false`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "config.Rollout") || strings.Contains(err.Error(), "time.Duration") {
+		t.Errorf("the error names Go types:\n%v", err)
+	}
+
+	// Every invalid rollout setting, not only the first; the time zone under its own key.
+	data = "rollout:\n  concurrency: 0\n  threshold: -5\n  pause: -1s\nschedules:\n  - name: a\n    cron: \"0 3 * * *\"\n    timezone: Mars/Olympus\n    version: v1\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(path, func(string) string { return "" })
+	for _, want := range []string{"rollout.concurrency: 0", "rollout.threshold: -5", "rollout.pause: -1s", "schedules[0].timezone"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "schedules[0].cron") {
+		t.Errorf("a bad time zone is reported under the cron spec:\n%v", err)
+	}
+}

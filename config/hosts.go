@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -16,23 +18,53 @@ import (
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
-// ReadHostsFile reads an inventory file: YAML (.yaml, .yml) or CSV. Any bad
-// entry fails the whole file with its line, so an import is all or nothing.
+// ReadHostsFile reads an inventory file: YAML (.yaml, .yml) or CSV (.csv);
+// other extensions are refused rather than guessed at. A byte-order mark,
+// as spreadsheets write one, is skipped. Any bad entry fails the whole file
+// with its line, so an import is all or nothing.
 func ReadHostsFile(path string) ([]rollout.Host, error) {
+	var parse func([]byte) ([]rollout.Host, error)
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".yaml", ".yml":
+		parse = ParseHostsYAML
+	case ".csv":
+		parse = ParseHostsCSV
+	default:
+		return nil, fmt.Errorf("%s: the extension %q is not .csv, .yaml or .yml: inventory files are CSV or YAML", path, ext)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var hosts []rollout.Host
-	if strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml") {
-		hosts, err = ParseHostsYAML(data)
-	} else {
-		hosts, err = ParseHostsCSV(data)
-	}
+	hosts, err := parse(bytes.TrimPrefix(data, []byte("\ufeff")))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return hosts, nil
+}
+
+// SplitAddress takes a port written into an address (10.0.0.9:2222,
+// [2001:db8::1]:2222) out of it, and removes the brackets of [v6]. port is
+// the port given beside the address; given says whether one was. The two
+// must agree. With no port anywhere the port is 22.
+func SplitAddress(address string, port int, given bool) (string, int, error) {
+	a := strings.TrimSpace(address)
+	if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") {
+		a = a[1 : len(a)-1]
+	} else if host, p, err := net.SplitHostPort(a); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", 0, fmt.Errorf("address %q: %q is not a port number", address, p)
+		}
+		if given && port != n {
+			return "", 0, fmt.Errorf("address %q has port %d, and port %d is given beside it: keep one", address, n, port)
+		}
+		return host, n, nil
+	}
+	if !given {
+		port = 22
+	}
+	return a, port, nil
 }
 
 type yamlHost struct {
@@ -44,12 +76,18 @@ type yamlHost struct {
 	Disabled bool   `yaml:"disabled"`
 }
 
-func (yh yamlHost) host() rollout.Host {
-	h := rollout.Host{ID: yh.ID, Address: yh.Address, Port: 22, User: yh.User, Label: yh.Label, Disabled: yh.Disabled}
+func (yh yamlHost) host() (rollout.Host, error) {
+	h := rollout.Host{ID: yh.ID, User: yh.User, Label: yh.Label, Disabled: yh.Disabled}
+	port := 0
 	if yh.Port != nil {
-		h.Port = *yh.Port
+		port = *yh.Port
 	}
-	return h
+	var err error
+	h.Address, h.Port, err = SplitAddress(yh.Address, port, yh.Port != nil)
+	if err != nil {
+		return h, fmt.Errorf("host %s: %w", yh.ID, err)
+	}
+	return h, nil
 }
 
 // ParseHostsYAML reads a list of hosts, either at the top level or under "hosts:".
@@ -94,7 +132,11 @@ func ParseHostsYAML(data []byte) ([]rollout.Host, error) {
 		if err := item.Decode(&yh); err != nil {
 			return nil, err
 		}
-		if err := c.add(item.Line, yh.host()); err != nil {
+		h, err := yh.host()
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", item.Line, err)
+		}
+		if err := c.add(item.Line, h); err != nil {
 			return nil, err
 		}
 	}
@@ -151,11 +193,15 @@ func ParseHostsCSV(data []byte) ([]rollout.Host, error) {
 			}
 			return ""
 		}
-		h := rollout.Host{ID: get("id"), Address: get("address"), Port: 22, User: get("user"), Label: get("label")}
+		h := rollout.Host{ID: get("id"), User: get("user"), Label: get("label")}
+		port := 0
 		if p := get("port"); p != "" {
-			if h.Port, err = strconv.Atoi(p); err != nil {
+			if port, err = strconv.Atoi(p); err != nil {
 				return nil, fmt.Errorf("line %d: port %q is not a number", line, p)
 			}
+		}
+		if h.Address, h.Port, err = SplitAddress(get("address"), port, get("port") != ""); err != nil {
+			return nil, fmt.Errorf("line %d: host %s: %w", line, h.ID, err)
 		}
 		if d := get("disabled"); d != "" {
 			if h.Disabled, err = strconv.ParseBool(d); err != nil {

@@ -261,10 +261,24 @@ func TestReadHostsFile(t *testing.T) {
 			t.Errorf("%s: %+v %v", name, got, err)
 		}
 	}
-	for _, name := range []string{"hosts.csv", "hosts.txt"} {
+	for _, name := range []string{"hosts.csv", "HOSTS.CSV"} {
 		got, err := config.ReadHostsFile(writeFile(t, filepath.Join(dir, name), "id,address\na,10.0.0.1\n"))
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %+v %v", name, got, err)
+		}
+	}
+	// A byte-order mark, as spreadsheets write one, is skipped, in CSV and YAML.
+	for name, data := range map[string]string{"bom.csv": "\ufeffid,address\na,10.0.0.1\n", "bom.yaml": "\ufeff- {id: a, address: 10.0.0.1}\n"} {
+		got, err := config.ReadHostsFile(writeFile(t, filepath.Join(dir, name), data))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %+v %v", name, got, err)
+		}
+	}
+	// Another extension is refused, not guessed at: a JSON file is not read as CSV.
+	for _, name := range []string{"hosts.txt", "hosts.json", "hosts"} {
+		_, err := config.ReadHostsFile(writeFile(t, filepath.Join(dir, name), "id,address\na,10.0.0.1\n"))
+		if err == nil || !strings.Contains(err.Error(), "is not .csv, .yaml or .yml") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 	// Errors name the file and the line.
@@ -274,6 +288,37 @@ func TestReadHostsFile(t *testing.T) {
 	}
 	if _, err := config.ReadHostsFile(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// A port written into the address is the host's port, IPv6 in brackets
+// too; one that disagrees with the port column is refused.
+func TestHostsAddressWithPort(t *testing.T) {
+	csv := "id,address,port\na,10.0.0.9:2222,\nb,[2001:db8::1]:2200,\nc,[2001:db8::2],\nd,2001:db8::3,2022\ne,box.example.com:2201,2201\n"
+	got, err := config.ParseHostsCSV([]byte(csv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rollout.Host{{ID: "a", Address: "10.0.0.9", Port: 2222}, {ID: "b", Address: "2001:db8::1", Port: 2200},
+		{ID: "c", Address: "2001:db8::2", Port: 22}, {ID: "d", Address: "2001:db8::3", Port: 2022}, {ID: "e", Address: "box.example.com", Port: 2201}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("csv:\n got %+v\nwant %+v", got, want)
+	}
+	got, err = config.ParseHostsYAML([]byte("- {id: a, address: '10.0.0.9:2222'}\n- {id: b, address: '[2001:db8::1]:2200'}\n"))
+	if err != nil || !reflect.DeepEqual(got, want[:2]) {
+		t.Errorf("yaml: %+v %v", got, err)
+	}
+	for _, tc := range []struct{ name, data, want string }{
+		{"csv disagrees", "id,address,port\na,10.0.0.9:2222,22\n", "line 2: host a: address \"10.0.0.9:2222\" has port 2222, and port 22 is given"},
+		{"csv bad port", "id,address\na,10.0.0.9:ssh\n", `line 2: host a: address "10.0.0.9:ssh": "ssh" is not a port number`},
+	} {
+		if _, err := config.ParseHostsCSV([]byte(tc.data)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := config.ParseHostsYAML([]byte("- {id: a, address: '10.0.0.9:2222', port: 22}\n")); err == nil ||
+		!strings.Contains(err.Error(), "line 1: host a: address") {
+		t.Errorf("yaml disagrees: %v", err)
 	}
 }
 

@@ -3,6 +3,7 @@
 package console
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,9 @@ type Progress struct {
 	lastBar  time.Time
 	barShown bool
 	start    time.Time
+	last     *rollout.Progress // the latest snapshot, for redraws between events
+	ended    bool
+	partial  []byte // a log line not yet ended, see Log
 }
 
 var _ rollout.Notifier = (*Progress)(nil)
@@ -43,11 +47,76 @@ func IsTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// Interactive reports whether progress on f may be drawn in place: f is a
+// terminal, TERM is not dumb and NO_COLOR is not set. Otherwise progress is
+// plain lines.
+func Interactive(f *os.File, getenv func(string) string) bool {
+	return IsTerminal(f) && getenv("TERM") != "dumb" && getenv("NO_COLOR") == ""
+}
+
+// Tick redraws the bar with the latest snapshot at now, so the clock goes
+// on during pauses and hosts that hang. Off a terminal it does nothing.
+func (p *Progress) Tick(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.last != nil && !p.ended {
+		p.bar(*p.last, now, true)
+	}
+}
+
+// Ticking calls Tick every interval until stop is called (once or more).
+func (p *Progress) Ticking(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				p.Tick(now)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited }) }
+}
+
+// Log is a writer for log lines: each line goes above the bar, which is
+// drawn again under it, so logs never break the bar.
+func (p *Progress) Log() io.Writer { return logWriter{p} }
+
+type logWriter struct{ p *Progress }
+
+func (l logWriter) Write(b []byte) (int, error) {
+	p := l.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.partial = append(p.partial, b...)
+	for {
+		i := bytes.IndexByte(p.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(p.partial[:i])
+		p.partial = p.partial[i+1:]
+		p.line("%s", line)
+		if p.tty && p.last != nil && !p.ended {
+			p.bar(*p.last, time.Now(), true)
+		}
+	}
+	return len(b), nil
+}
+
 // Notify implements rollout.Notifier.
 func (p *Progress) Notify(ev rollout.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := ev.Progress
+	p.last = &pr
 	r := pr.Rollout
 	switch ev.Kind {
 	case rollout.EventStarted:
@@ -64,8 +133,8 @@ func (p *Progress) Notify(ev rollout.Event) {
 			p.line("rollout #%d (%s): rollback asked by %s%s; halting it first, the hosts in flight finish",
 				r.ID, r.Version, r.Undo.By, prefixed(": ", r.Undo.Reason))
 		default:
-			p.line("rollout #%d: %s to %d hosts (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
-				r.ID, r.Version, r.Hosts, joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
+			p.line("rollout #%d: %s to %d %s (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
+				r.ID, r.Version, r.Hosts, plural(r.Hosts, "host", "hosts"), joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
 		}
 	case rollout.EventUndoStarted:
 		u := pr.Counts.Undo
@@ -93,7 +162,8 @@ func (p *Progress) Notify(ev rollout.Event) {
 		}
 		p.line("▶ stage %d%%: hosts %d–%d of %d%s", st.Percent, st.Start+1, st.End, r.Hosts, extra)
 	case rollout.EventStageDone:
-		p.line("✓ stage %d%% done: %d hosts, %d failed; fleet: %s", ev.Stage.Percent, ev.Stage.Size(), pr.StageFailures, pr.Counts)
+		n := ev.Stage.Size()
+		p.line("✓ stage %d%% done: %d %s, %d failed; fleet: %s", ev.Stage.Percent, n, plural(n, "host", "hosts"), pr.StageFailures, pr.Counts)
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
 	case rollout.EventWaiting:
@@ -105,13 +175,13 @@ func (p *Progress) Notify(ev rollout.Event) {
 	case rollout.EventHalting:
 		switch {
 		case r.Phase == rollout.PhaseRollingBack:
-			p.line("■ halt of the rollback requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), inFlight(pr))
+			p.line("■ halt of the rollback requested by %s%s; letting %s in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), hosts(inFlight(pr)))
 		case r.Undo != nil:
-			p.line("■ rollback requested by %s%s: halting first; letting %d hosts in flight finish", r.Undo.By, parens(r.Undo.Reason), inFlight(pr))
+			p.line("■ rollback requested by %s%s: halting first; letting %s in flight finish", r.Undo.By, parens(r.Undo.Reason), hosts(inFlight(pr)))
 		case r.Halt.Auto():
-			p.line("■ halting: %s; letting %d hosts in flight finish", r.Halt.Reason, inFlight(pr))
+			p.line("■ halting: %s; letting %s in flight finish", r.Halt.Reason, hosts(inFlight(pr)))
 		default:
-			p.line("■ halt requested by %s%s; letting %d hosts in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), inFlight(pr))
+			p.line("■ halt requested by %s%s; letting %s in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), hosts(inFlight(pr)))
 		}
 	case rollout.EventStopping:
 		if n := inFlight(pr); n > 0 {
@@ -120,6 +190,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 			p.line("■ stopping: no host is in flight")
 		}
 	case rollout.EventEnded:
+		p.ended = true
 		p.bar(pr, ev.At, true)
 		if r.Undo != nil && (r.Phase == rollout.PhaseRolledBack || r.Phase == rollout.PhaseHalted) {
 			// Outcome tallies the rollback; the update's counts would read as its result.
@@ -215,6 +286,9 @@ func (p *Progress) Finish() {
 	}
 }
 
+// Legend explains the bar's and the lines' symbols.
+const Legend = "✓ updated  ↷ skipped (already on the version)  ↺ rolled back  ✗ failed  ⋯ in flight  ■ halt or end  ▶ stage"
+
 func mark(s rollout.Status) string {
 	switch s {
 	case rollout.StatusRolledBack:
@@ -233,6 +307,9 @@ func tailHint(out string) string {
 	lines := strings.Split(out, "\n")
 	return " | " + Clip(lines[len(lines)-1], 80)
 }
+
+// hosts is "1 host", "3 hosts".
+func hosts(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "host", "hosts")) }
 
 func plural(n int, one, many string) string {
 	if n == 1 {

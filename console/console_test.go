@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +259,90 @@ func TestWriteStatusOfARollback(t *testing.T) {
 	console.WriteHistory(&out, []*rollout.Rollout{r}, map[int64]rollout.Counts{9: rollout.CountResults(results)})
 	if got := out.String(); !strings.Contains(got, "rollback halted by bob: wait (1 restored") {
 		t.Errorf("history:\n%s", got)
+	}
+}
+
+// On a terminal a log line goes above the bar, which is drawn again under
+// it; Tick redraws the bar with a moving clock when no event comes; off a
+// terminal neither draws anything in place.
+func TestProgressLogAndTick(t *testing.T) {
+	evs := script()
+	var out bytes.Buffer
+	p := console.NewProgress(&out, true)
+	for _, ev := range evs[:3] {
+		p.Notify(ev)
+	}
+	out.Reset()
+	if _, err := p.Log().Write([]byte("level=WARN msg=\"store slow\"\nlevel=ERROR msg=half")); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if !strings.HasPrefix(s, "\r\x1b[Klevel=WARN msg=\"store slow\"\n\r\x1b[K[") || strings.Contains(s, "half") {
+		t.Errorf("log line on a terminal: %q", s)
+	}
+	_, _ = p.Log().Write([]byte(" line\n"))
+	if !strings.Contains(out.String(), "level=ERROR msg=half line\n") {
+		t.Errorf("a log line written in two parts: %q", out.String())
+	}
+	out.Reset()
+	start := evs[0].At
+	p.Tick(start.Add(42 * time.Second))
+	if s := out.String(); !strings.HasPrefix(s, "\r\x1b[K[") || !strings.HasSuffix(s, "42s") {
+		t.Errorf("tick: %q", s)
+	}
+	out.Reset()
+	p.Notify(evs[len(evs)-1]) // ended: ticks draw nothing more
+	out.Reset()
+	p.Tick(start.Add(50 * time.Second))
+	if out.Len() != 0 {
+		t.Errorf("a tick after the end drew %q", out.String())
+	}
+
+	var plain bytes.Buffer
+	q := console.NewProgress(&plain, false)
+	q.Notify(evs[0])
+	plain.Reset()
+	_, _ = q.Log().Write([]byte("level=WARN msg=x\n"))
+	q.Tick(start.Add(time.Minute))
+	if plain.String() != "level=WARN msg=x\n" {
+		t.Errorf("off a terminal: %q", plain.String())
+	}
+}
+
+func TestInteractive(t *testing.T) {
+	f, err := os.Open(os.DevNull) // a character device, as a terminal is
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		env  func(string) string
+		want bool
+	}{
+		{env("TERM", "xterm"), true},
+		{env("TERM", "dumb"), false},
+		{env("TERM", "xterm", "NO_COLOR", "1"), false},
+	} {
+		if got := console.Interactive(f, tc.env); got != tc.want {
+			t.Errorf("Interactive = %v, want %v", got, tc.want)
+		}
+	}
+	reg, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if console.Interactive(reg, env("TERM", "xterm")) {
+		t.Error("a file is interactive")
 	}
 }

@@ -12,6 +12,12 @@ import (
 // WriteStatus prints where a rollout is: state, stage, counts and its failed
 // and rolled-back hosts (at most limit of them; 0 lists all).
 func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int) {
+	WriteStatusMore(w, r, results, limit, "rolloutbot rollout status --failed")
+}
+
+// WriteStatusMore is WriteStatus whose lists, when cut at limit, point to
+// more: where the rest can be seen.
+func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int, more string) {
 	c := rollout.CountResults(results)
 	fmt.Fprintf(w, "rollout #%d: %s, %s\n", r.ID, r.Version, rollout.Outcome(r, c))
 	fmt.Fprintf(w, "  started by %s (%s) at %s", r.StartedBy, r.Source, r.CreatedAt.Local().Format(time.DateTime))
@@ -19,7 +25,7 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 		fmt.Fprintf(w, ", ended after %s", r.FinishedAt.Sub(r.CreatedAt).Round(time.Second))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  hosts: %d — %s\n", r.Hosts, c)
+	fmt.Fprintf(w, "  hosts: %d — %s; shuffled with seed %d (--seed %d repeats the order)\n", r.Hosts, c, r.Seed, r.Seed)
 	var stages []string
 	for _, st := range r.StageList() {
 		s := fmt.Sprintf("%d%% (%d)", st.Percent, st.Size())
@@ -33,11 +39,15 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 		fmt.Fprintf(w, "  no process drives it now: the %d %s in flight were cut off and are re-checked when it goes on (`rollout resume`)\n",
 			cut, plural(cut, "host", "hosts"))
 	}
-	if r.Phase.Active() && r.Halt != nil {
-		fmt.Fprintf(w, "  halting: %s\n", r.Halt)
+	if h := r.Halt; r.Phase.Active() && h != nil {
+		if h.Auto() {
+			fmt.Fprintf(w, "  halting: %s\n", h.Reason)
+		} else {
+			fmt.Fprintf(w, "  halting: asked by %s%s\n", h.By, prefixed(": ", h.Reason))
+		}
 	}
 	if r.Undo != nil {
-		writeUndo(w, r, results, c.Undo, limit)
+		writeUndo(w, r, results, c.Undo, limit, more)
 	}
 	if r.Phase.Holding() {
 		fmt.Fprintf(w, "  %s\n", r.Waiting(time.Now()))
@@ -57,7 +67,7 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 	fmt.Fprintf(w, "  failures (%d):\n", len(failures))
 	for i, hr := range failures {
 		if limit > 0 && i == limit {
-			fmt.Fprintf(w, "    … and %d more (rolloutbot rollout status --failed)\n", len(failures)-limit)
+			fmt.Fprintf(w, "    … and %d more (%s)\n", len(failures)-limit, more)
 			break
 		}
 		fmt.Fprintf(w, "    %s %-20s %-11s at %-8s %s\n", mark(hr.Status), hr.Host.ID, hr.Status, hr.Step, Clip(hr.Error, 120))
@@ -66,7 +76,7 @@ func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, 
 
 // writeUndo prints a rollout's rollback: who asked, where it is, and the
 // hosts that could not be put back or were left alone, with why.
-func writeUndo(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, u rollout.UndoCounts, limit int) {
+func writeUndo(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, u rollout.UndoCounts, limit int, more string) {
 	fmt.Fprintf(w, "  rollback: asked by %s at %s%s\n", r.Undo.By, r.Undo.At.Local().Format(time.DateTime), prefixed(": ", r.Undo.Reason))
 	switch {
 	case r.Undo.Epoch > 0: // begun
@@ -91,7 +101,7 @@ func writeUndo(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, u 
 	fmt.Fprintf(w, "  not put back (%d):\n", len(bad))
 	for i, hr := range bad {
 		if limit > 0 && i == limit {
-			fmt.Fprintf(w, "    … and %d more (rolloutbot rollout status --failed)\n", len(bad)-limit)
+			fmt.Fprintf(w, "    … and %d more (%s)\n", len(bad)-limit, more)
 			break
 		}
 		what, mark := "failed", "✗"

@@ -189,29 +189,40 @@ func DefaultSettings() Settings {
 
 // Validate names the setting that is wrong.
 func (s Settings) Validate() error {
-	if len(s.Stages) == 0 {
-		return errors.New("stages: at least one stage is needed")
+	if p := s.Problems(); len(p) > 0 {
+		return p[0]
 	}
+	return nil
+}
+
+// Problems is every invalid setting, each error starting with the
+// setting's name ("concurrency: …"), so all can be reported at once.
+func (s Settings) Problems() []error {
+	var errs []error
 	prev := 0
 	for _, p := range s.Stages {
 		if p <= prev || p > 100 {
-			return fmt.Errorf("stages: %v must be strictly increasing percents between 1 and 100", s.Stages)
+			errs = append(errs, fmt.Errorf("stages: %v must be strictly increasing percents between 1 and 100", s.Stages))
+			break
 		}
 		prev = p
 	}
-	if prev != 100 {
-		return fmt.Errorf("stages: %v must end at 100", s.Stages)
+	switch {
+	case len(s.Stages) == 0:
+		errs = append(errs, errors.New("stages: at least one stage is needed"))
+	case len(errs) == 0 && prev != 100:
+		errs = append(errs, fmt.Errorf("stages: %v must end at 100", s.Stages))
 	}
 	if s.Concurrency < 1 || s.Concurrency > 10000 {
-		return fmt.Errorf("concurrency: %d must be between 1 and 10000", s.Concurrency)
+		errs = append(errs, fmt.Errorf("concurrency: %d must be between 1 and 10000", s.Concurrency))
 	}
 	if s.Pause < 0 {
-		return fmt.Errorf("pause: %s must not be negative", s.Pause)
+		errs = append(errs, fmt.Errorf("pause: %s must not be negative", s.Pause))
 	}
 	if s.Threshold < 0 || s.Threshold > 100 {
-		return fmt.Errorf("threshold: %d must be a percent between 0 and 100", s.Threshold)
+		errs = append(errs, fmt.Errorf("threshold: %d must be a percent between 0 and 100", s.Threshold))
 	}
-	return nil
+	return errs
 }
 
 // Rollout is one staged rollout of a version to a snapshot of the fleet. Its

@@ -77,8 +77,8 @@ func NewPlan(version string, n int, s Settings) (Plan, error) {
 // String renders the plan as a few plain lines, for the terminal and Slack.
 func (p Plan) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Plan for %s on %d hosts (%d at once, %s pause, halt when more than %d%% of a stage fails):\n",
-		p.Version, p.Hosts, p.Settings.Concurrency, p.Settings.Pause, p.Settings.Threshold)
+	fmt.Fprintf(&b, "Plan for %s on %s (%d at once, %s pause, halt when more than %d%% of a stage fails):\n",
+		p.Version, hostCount(p.Hosts), p.Settings.Concurrency, p.Settings.Pause, p.Settings.Threshold)
 	for _, st := range p.Stages {
 		if st.Size() == 0 {
 			fmt.Fprintf(&b, "  stage %3d%%: no hosts, skipped\n", st.Percent)
@@ -88,7 +88,15 @@ func (p Plan) String() string {
 		if f := HaltsAt(st.Size(), p.Settings.Threshold); f > 0 {
 			halt = fmt.Sprintf("halts at %d failed", f)
 		}
-		fmt.Fprintf(&b, "  stage %3d%%: %d hosts (up to #%d), %s\n", st.Percent, st.Size(), st.End, halt)
+		fmt.Fprintf(&b, "  stage %3d%%: %s (up to #%d), %s\n", st.Percent, hostCount(st.Size()), st.End, halt)
 	}
 	return b.String()
+}
+
+// hostCount is "1 host", "3 hosts".
+func hostCount(n int) string {
+	if n == 1 {
+		return "1 host"
+	}
+	return fmt.Sprintf("%d hosts", n)
 }

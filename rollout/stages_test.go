@@ -99,7 +99,7 @@ func TestPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.String()
-	for _, want := range []string{"v2 on 10 hosts", "stage  10%: 1 hosts", "halts at 1 failed", "stage  50%: 4 hosts", "halts at 2 failed", "stage 100%: 5 hosts"} {
+	for _, want := range []string{"v2 on 10 hosts", "stage  10%: 1 host (up to #1)", "halts at 1 failed", "stage  50%: 4 hosts", "halts at 2 failed", "stage 100%: 5 hosts"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("plan lacks %q:\n%s", want, s)
 		}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the tests talk to when they are missing: OpenSSH's sshd
 # and PostgreSQL (the tests start their own throwaway PostgreSQL; nothing is
-# left running). Debian and Ubuntu; elsewhere it says what to install.
+# left running), and tmux, the terminal the progress display is tested in. Debian and Ubuntu; elsewhere it says what to install.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -9,6 +9,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 # Debian's Chromium (and a font to draw text with), for the web view's
 # headless-browser tests and `make screenshots`.
 [ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
+command -v tmux >/dev/null 2>&1 || need+=(tmux) # the terminal test draws progress in a real terminal
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "the tests need: ${need[*]} — install them with your package manager" >&2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
@@ -108,16 +109,26 @@ func merge(stored, hosts []rollout.Host) []rollout.Host {
 	return out
 }
 
-// RemoveHost deletes a host from the inventory; rollouts keep their snapshot.
-func (db *DB) RemoveHost(ctx context.Context, id string) error {
-	n, err := db.b.exec(ctx, `DELETE FROM hosts WHERE id = $1`, id)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return fmt.Errorf("host %s: %w", id, rollout.ErrNotFound)
-	}
-	return nil
+// RemoveHosts deletes hosts from the inventory, all or none: an id that is
+// not there fails it with rollout.ErrNotFound, naming every such id.
+// Rollouts keep their snapshot.
+func (db *DB) RemoveHosts(ctx context.Context, ids []string) error {
+	return db.withTx(ctx, func(t tx) error {
+		var missing []string
+		for _, id := range ids {
+			n, err := t.exec(ctx, `DELETE FROM hosts WHERE id = $1`, id)
+			if err != nil {
+				return fmt.Errorf("host %s: %w", id, err)
+			}
+			if n == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("no host %s: %w", strings.Join(missing, ", "), rollout.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // SetHostDisabled leaves a host out of new rollouts, or puts it back.
@@ -153,8 +164,15 @@ func (db *DB) PinHostKey(ctx context.Context, addr, key string) (string, error) 
 	return db.PinnedHostKey(ctx, addr)
 }
 
-// UnpinHostKey forgets addr's pinned key, after an operator checked a key change.
+// UnpinHostKey forgets addr's pinned key, after an operator checked a key
+// change; rollout.ErrNotFound when none is pinned for addr.
 func (db *DB) UnpinHostKey(ctx context.Context, addr string) error {
-	_, err := db.b.exec(ctx, `DELETE FROM host_keys WHERE host = $1`, addr)
-	return err
+	n, err := db.b.exec(ctx, `DELETE FROM host_keys WHERE host = $1`, addr)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("no host key is pinned for %s: %w", addr, rollout.ErrNotFound)
+	}
+	return nil
 }

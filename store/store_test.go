@@ -121,11 +121,16 @@ func TestInventory(t *testing.T) {
 		if err := db.SetHostDisabled(ctx, all[1].ID, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RemoveHost(ctx, all[2].ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.RemoveHost(ctx, "nope"); !errors.Is(err, rollout.ErrNotFound) {
+		// Several ids at once, all or none: an unknown one removes nothing.
+		if err := db.RemoveHosts(ctx, []string{all[2].ID, "nope", "nada"}); !errors.Is(err, rollout.ErrNotFound) ||
+			!strings.Contains(err.Error(), "nope, nada") {
 			t.Fatalf("remove unknown host: %v", err)
+		}
+		if still, err := db.ListHosts(ctx); err != nil || len(still) != 3 {
+			t.Fatalf("a refused remove removed hosts: %v %+v", err, still)
+		}
+		if err := db.RemoveHosts(ctx, []string{all[2].ID}); err != nil {
+			t.Fatal(err)
 		}
 		active, err := db.ActiveHosts(ctx)
 		if err != nil || len(active) != 1 || active[0].ID != all[0].ID {
@@ -549,6 +554,9 @@ func TestAuditAndHostKeys(t *testing.T) {
 		}
 		if k, _ := db.PinnedHostKey(ctx, "10.0.0.1:22"); k != "" {
 			t.Fatalf("unpinned key still there: %q", k)
+		}
+		if err := db.UnpinHostKey(ctx, "10.0.0.1:22"); !errors.Is(err, rollout.ErrNotFound) {
+			t.Fatalf("unpin of a key not pinned: %v", err)
 		}
 	})
 }

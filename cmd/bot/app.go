@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -33,14 +35,60 @@ func (m *Main) loadConfig(path string) (*config.Config, error) {
 	return config.Load(path, m.Getenv)
 }
 
+// logger logs to Stderr at the configured level. While a command draws
+// live progress on a terminal (logs.above), logs go above the bar, and only
+// warnings and errors unless log.level is debug (the info lines say what
+// the display shows); with --log-file every line at the configured level
+// goes to the file, and warnings and errors to the terminal too.
 func (m *Main) logger(cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(m.Stderr, opts))
+	handler := func(w io.Writer, level slog.Level) slog.Handler {
+		opts := &slog.HandlerOptions{Level: level}
+		if cfg.Log.Format == "json" {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(m.Stderr, opts))
+	out, shown := m.Stderr, level
+	if m.logs.above != nil {
+		out = m.logs.above
+		if level > slog.LevelDebug {
+			shown = max(level, slog.LevelWarn)
+		}
+	}
+	if m.logs.file != nil {
+		return slog.New(slog.NewMultiHandler(handler(m.logs.file, level), handler(out, max(level, slog.LevelWarn))))
+	}
+	return slog.New(handler(out, shown))
+}
+
+// logRouting says where a command's logs go besides Stderr.
+type logRouting struct {
+	above io.Writer      // above the live progress bar, instead of Stderr
+	file  io.WriteCloser // --log-file
+}
+
+// addLogFileFlag adds --log-file to a command that shows live progress.
+func addLogFileFlag(fs *flag.FlagSet) *string {
+	return fs.String("log-file", "", "append every log line to `FILE`; the terminal then shows only warnings and errors")
+}
+
+// routeLogs sends logs above progress when it is drawn in place, and to
+// the log file when one is named (Run closes it).
+func (m *Main) routeLogs(progress *console.Progress, logFile string) error {
+	if m.TTY {
+		m.logs.above = progress.Log()
+	}
+	if logFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("%w: --log-file: %w", errUsage, err)
+	}
+	m.logs.file = f
+	return nil
 }
 
 // app is the wired program: store, inventory and the engine with its SSH runner.
@@ -60,7 +108,7 @@ func (m *Main) openStore(ctx context.Context, cfg *config.Config, log *slog.Logg
 		if cfg.DatabaseURL != "" {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		return nil, err
+		return nil, fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
 	}
 	return db, nil
 }
@@ -81,6 +129,11 @@ type notify func(cfg *config.Config, db *store.DB) rollout.Notifier
 
 // open wires everything a rollout needs; notify may be nil.
 func (m *Main) open(ctx context.Context, cfg *config.Config, notify notify) (*app, error) {
+	return m.openSeeded(ctx, cfg, notify, nil)
+}
+
+// openSeeded is open with the engine's shuffle seeds from seed (nil: random).
+func (m *Main) openSeeded(ctx context.Context, cfg *config.Config, notify notify, seed func() int64) (*app, error) {
 	log := m.logger(cfg)
 	db, err := m.openStore(ctx, cfg, log)
 	if err != nil {
@@ -102,6 +155,7 @@ func (m *Main) open(ctx context.Context, cfg *config.Config, notify notify) (*ap
 		Store: db, Inventory: a.inv, Updater: runner, Notifier: notifier, Logger: log,
 		Defaults: cfg.Settings(), HealthTimeout: cfg.Rollout.HealthTimeout, HealthInterval: cfg.Rollout.HealthInterval,
 		LeaseTTL: cfg.Rollout.LeaseTTL, Grace: cfg.Rollout.Grace, Latest: latestVersion(cfg.Rollout.LatestVersionCommand),
+		Seed: seed,
 	})
 	return a, nil
 }

@@ -258,7 +258,7 @@ func TestCLIBadDatabaseURLHidesThePassword(t *testing.T) {
 	commands := [][]string{
 		{"migrate"}, {"rollout", "status"}, {"rollout", "history"}, {"rollout", "start", "v2"}, {"rollout", "plan", "v2"},
 		{"rollout", "halt"}, {"rollout", "resume"}, {"rollout", "rollback"}, {"rollout", "plan", "--rollback"},
-		{"hosts", "list"}, {"config", "check"},
+		{"hosts", "list"}, {"config", "check", "--connect"},
 	}
 	check := func(t *testing.T, wantHost bool) {
 		for _, args := range commands {
@@ -423,8 +423,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"rollout", "--version", "v2"}, "unknown command"},
 		{[]string{"hosts"}, "usage: rolloutbot hosts"},
 		{[]string{"hosts", "frob"}, `unknown command "frob"`},
-		{[]string{"config"}, "usage: rolloutbot config check"},
-		{[]string{"config", "frob"}, "usage: rolloutbot config check"},
+		{[]string{"config"}, "usage: rolloutbot config COMMAND"},
+		{[]string{"config", "frob"}, `unknown command "frob"`},
 		{[]string{"rollout", "start", "v2", "--bogus"}, "-bogus"},
 		{[]string{"rollout", "plan", "v2", "--concurrency", "many"}, "-concurrency"},
 		{[]string{"rollout", "status", "--id", "abc"}, "-id"},
@@ -452,7 +452,7 @@ func TestCLIUsageErrors(t *testing.T) {
 	}
 	// -h is help, not an error.
 	for _, args := range [][]string{{"help"}, {"--help"}} {
-		if out, err := f.inProc(args...); err != nil || !strings.Contains(out, "rollout start VERSION") {
+		if out, err := f.inProc(args...); err != nil || !strings.Contains(out, "rollout start [VERSION]") {
 			t.Errorf("%q: %v\n%s", args, err, out)
 		}
 	}

@@ -31,7 +31,7 @@ var demoFailures = []fleetsim.Behavior{fleetsim.HealthFails, fleetsim.UpdateFail
 
 func (m *Main) demo(ctx context.Context, args []string) error {
 	fs, _ := m.flags("demo")
-	n := fs.Int("hosts", 40, "simulated hosts")
+	n := fs.Int("hosts", 40, "simulated `N` hosts")
 	failShare := fs.Float64("fail", 0.1, "share of hosts that fail (update, health, hang, rollback, drop, in turn)")
 	conc := fs.Int("concurrency", 5, "hosts updated at once")
 	seed := fs.Int64("seed", 42, "shuffle seed: the same seed gives the same run")
@@ -64,8 +64,13 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	for i, b := range failing {
 		fleet.SetBehavior(i, b)
 	}
-	fmt.Fprintf(m.Stdout, "demo: %d simulated SSH hosts on 127.0.0.1 (real SSH, one port each), %d of them set to fail; store in %s\n\n",
-		*n, len(failing), dir)
+	where := "store in " + dir
+	if *stateDir == "" {
+		where = "store in a temporary directory, removed at the end (--state DIR keeps it)"
+	}
+	fmt.Fprintf(m.Stdout, "demo: %d simulated SSH hosts on 127.0.0.1 (real SSH, one port each), %d of them set to fail; %s\n",
+		*n, len(failing), where)
+	fmt.Fprintf(m.Stdout, "      %s\n\n", console.Legend)
 
 	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "rolloutbot.db"), nil)
 	if err != nil {
@@ -105,7 +110,12 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(m.Stdout)
-	console.WriteStatus(m.Stdout, final, results, 10)
+	if *stateDir == "" {
+		// The store goes with the demo: point to what keeps it, not to a command that would find nothing.
+		console.WriteStatusMore(m.Stdout, final, results, 10, "run the demo with --state DIR to keep its store and see them all")
+	} else {
+		console.WriteStatusMore(m.Stdout, final, results, 10, "all of them are in the demo's store, "+filepath.Join(dir, "rolloutbot.db"))
+	}
 	fmt.Fprintf(m.Stdout, "\nsimulated hosts served %d SSH connections and %d exec sessions; every host was updated at most once: %v\n",
 		fleet.Totals().Connections, fleet.Totals().Sessions, updatedAtMostOnce(fleet))
 	return nil

@@ -93,14 +93,15 @@ func TestCLIRollbackOfACompletedRollout(t *testing.T) {
 }
 
 // Hosts that cannot be put back, and hosts changed by hand since the
-// rollout, are named with why; the others are put back; the command exits 3.
+// rollout, are named with why; the others are put back; the command exits 4
+// (completed with failures).
 func TestCLIRollbackWithFailures(t *testing.T) {
 	f := newFixture(t, fixtureOptions{hosts: 5})
 	f.mustRun(0, "rollout", "start", "v2")
 	hosts := f.fleet.Hosts()
 	f.fleet.SetVersion(0, "v9")                    // changed by hand
 	f.fleet.SetBehavior(1, fleetsim.RollbackFails) // its rollback exits 1
-	out := f.mustRun(3, "rollout", "rollback")
+	out := f.mustRun(exitWithFailures, "rollout", "rollback")
 	assertContains(t, "rollback", out, "? "+hosts[0].Name+" left alone: runs v9, not v2",
 		"✗ "+hosts[1].Name+" not put back on v1: rollback to v1 failed",
 		"rolled back: 3 restored, 1 failed, 1 left alone", "not put back (2):")
@@ -116,7 +117,7 @@ func TestCLIRollbackWithFailures(t *testing.T) {
 			t.Errorf("%s runs %s after %d rollbacks, want %s after %d", h.Name, v, n, want, rollbacks)
 		}
 	}
-	assertContains(t, "status", f.mustRun(0, "rollout", "status"), "not put back (2):", "left alone", "runs v9")
+	assertContains(t, "status", f.mustRun(exitWithFailures, "rollout", "status"), "not put back (2):", "left alone", "runs v9")
 	assertContains(t, "status of the host", f.mustRun(0, "rollout", "status", "--host", hosts[1].Name), "rollback: failed", "error: rollback to v1 failed")
 }
 

@@ -15,86 +15,127 @@ import (
 	"github.com/rolloutbot/rolloutbot/store"
 )
 
-func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|rollback|history [flags]\n")
-		return errUsage
-	}
-	switch args[0] {
-	case "start":
-		return m.rolloutStart(ctx, args[1:])
-	case "plan":
-		return m.rolloutPlan(ctx, args[1:])
-	case "status":
-		return m.rolloutStatus(ctx, args[1:])
-	case "halt":
-		return m.rolloutHalt(ctx, args[1:])
-	case "resume":
-		return m.rolloutResume(ctx, args[1:])
-	case "rollback":
-		return m.rolloutRollback(ctx, args[1:])
-	case "history":
-		return m.rolloutHistory(ctx, args[1:])
-	}
-	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, rollback, history)\n", args[0])
-	return errUsage
-}
-
-// settingsFlags are the per-rollout overrides of start and plan.
+// settingsFlags are the per-rollout overrides of start and plan; those
+// not given are the configuration's.
 type settingsFlags struct {
 	version     *string
 	stages      *string
-	concurrency *int
-	pause       *time.Duration
-	threshold   *int
+	concurrency *optInt
+	pause       *optDuration
+	threshold   *optInt
+	seed        *optInt64 // start only; nil elsewhere
 }
 
 func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
-	return settingsFlags{
-		version:     fs.String("version", "", "version to roll out (or give it as the first argument)"),
-		stages:      fs.String("stages", "", "cumulative stage percents, e.g. 10,50,100 (default from config)"),
-		concurrency: fs.Int("concurrency", 0, "hosts updated at once (default from config)"),
-		pause:       fs.Duration("pause", -1, "pause between stages (default from config)"),
-		threshold:   fs.Int("threshold", -1, "halt when more than this percent of a stage fails (default from config)"),
+	f := settingsFlags{
+		version:     fs.String("version", "", "`VERSION` to roll out (or give it as the first argument)"),
+		stages:      fs.String("stages", "", "cumulative stage `PERCENTS`, e.g. 10,50,100 (default: rollout.stages)"),
+		concurrency: &optInt{}, pause: &optDuration{}, threshold: &optInt{},
 	}
+	fs.Var(f.concurrency, "concurrency", "`N` hosts updated at once, 1..10000 (default: rollout.concurrency)")
+	fs.Var(f.pause, "pause", "`DURATION` between stages, e.g. 30s, 0s for none (default: rollout.pause)")
+	fs.Var(f.threshold, "threshold", "halt when more than `PERCENT` of a stage fails, 0..100 (default: rollout.threshold)")
+	return f
 }
 
+// check refuses, as usage errors all reported at once, the flags given
+// that the configuration would refuse as settings.
+func (f settingsFlags) check() error {
+	// Each flag alone over settings known to be valid: its own problems only.
+	base := rollout.Settings{Stages: []int{100}, Concurrency: 1}
+	var errs []error
+	one := func(flag string, s rollout.Settings) {
+		for _, err := range s.Problems() {
+			errs = append(errs, fmt.Errorf("--%s%s", flag, strings.TrimPrefix(err.Error(), flag)))
+		}
+	}
+	if *f.stages != "" {
+		stages, err := percents(*f.stages)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s := base
+			s.Stages = stages
+			one("stages", s)
+		}
+	}
+	if f.concurrency.set {
+		s := base
+		s.Concurrency = f.concurrency.v
+		one("concurrency", s)
+	}
+	if f.pause.set {
+		s := base
+		s.Pause = f.pause.v
+		one("pause", s)
+	}
+	if f.threshold.set {
+		s := base
+		s.Threshold = f.threshold.v
+		one("threshold", s)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", errUsage, errors.Join(errs...))
+	}
+	return nil
+}
+
+func percents(list string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("--stages: %q is not a list of percents", list)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// apply puts the flags given over the defaults s; check has passed.
 func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.Settings, error) {
 	version := *f.version
 	if version == "" && len(pos) > 0 {
 		version = pos[0]
 	}
+	if err := f.check(); err != nil {
+		return "", s, err
+	}
 	if *f.stages != "" {
-		s.Stages = nil
-		for _, p := range strings.Split(*f.stages, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(p))
-			if err != nil {
-				return "", s, fmt.Errorf("--stages: %q is not a list of percents", *f.stages)
-			}
-			s.Stages = append(s.Stages, n)
-		}
+		s.Stages, _ = percents(*f.stages)
 	}
-	if *f.concurrency > 0 {
-		s.Concurrency = *f.concurrency
+	if f.concurrency.set {
+		s.Concurrency = f.concurrency.v
 	}
-	if *f.pause >= 0 {
-		s.Pause = *f.pause
+	if f.pause.set {
+		s.Pause = f.pause.v
 	}
-	if *f.threshold >= 0 {
-		s.Threshold = *f.threshold
-	}
-	if err := s.Validate(); err != nil {
-		return "", s, fmt.Errorf("--%w", err)
+	if f.threshold.set {
+		s.Threshold = f.threshold.v
 	}
 	return version, s, nil
 }
 
-// openForRollout reads start's flags and opens the program.
-func (m *Main) openForRollout(ctx context.Context, name string, args []string, notify notify) (*app, string, rollout.Settings, error) {
+// openForRollout reads start's flags (and those more registers) and opens
+// the program; its logs go above progress.
+func (m *Main) openForRollout(ctx context.Context, name string, args []string, progress *console.Progress,
+	notify notify, more func(*flag.FlagSet)) (*app, string, rollout.Settings, error) {
 	fs, cfgPath := m.flags(name)
 	sf := addSettingsFlags(fs)
+	if more != nil {
+		more(fs)
+	}
+	sf.seed = &optInt64{}
+	fs.Var(sf.seed, "seed", "shuffle `SEED`: the same inventory and seed give the same order (default: random; status shows it)")
+	logFile := addLogFileFlag(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
+		return nil, "", rollout.Settings{}, err
+	}
+	if err := sf.check(); err != nil {
+		return nil, "", rollout.Settings{}, err
+	}
+	if err := m.routeLogs(progress, *logFile); err != nil {
 		return nil, "", rollout.Settings{}, err
 	}
 	return m.openWithSettings(ctx, *cfgPath, sf, pos, notify)
@@ -111,21 +152,20 @@ func (m *Main) openWithSettings(ctx context.Context, cfgPath string, sf settings
 	if err != nil {
 		return nil, "", s, err
 	}
-	a, err := m.open(ctx, cfg, notify)
+	var seed func() int64
+	if sf.seed != nil && sf.seed.set {
+		seed = func() int64 { return sf.seed.v }
+	}
+	a, err := m.openSeeded(ctx, cfg, notify, seed)
 	return a, version, s, err
 }
 
 func (m *Main) rolloutStart(ctx context.Context, args []string) error {
 	progress := console.NewProgress(m.Stdout, m.TTY)
 	var status *bot.Status
-	fs, cfgPath := m.flags("rollout start")
-	sf := addSettingsFlags(fs)
-	of := addOverrideFlags(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	a, version, s, err := m.openWithSettings(ctx, *cfgPath, sf, pos, m.withSlack(progress, &status))
+	var of overrideFlags
+	a, version, s, err := m.openForRollout(ctx, "rollout start", args, progress, m.withSlack(progress, &status),
+		func(fs *flag.FlagSet) { of = addOverrideFlags(fs) })
 	if err != nil {
 		return err
 	}
@@ -146,14 +186,6 @@ const (
 	toComplete goal = iota // every stage ran
 	toRollBack             // the rollback ran to its end and no host failed to be put back
 )
-
-// met reports whether rollout r, with host counts c, ended as g asks.
-func (g goal) met(r *rollout.Rollout, c rollout.Counts) bool {
-	if g == toRollBack {
-		return r.Phase == rollout.PhaseRolledBack && c.Undo.Failed == 0
-	}
-	return r.Phase == rollout.PhaseCompleted
-}
 
 // goalOf is what following r means: finishing its rollback, when one was
 // asked for, else completing it.
@@ -177,8 +209,10 @@ func (m *Main) follow(ctx context.Context, a *app, progress *console.Progress, s
 	}
 	ran := make(chan struct{})
 	go m.hurryEngine(a.engine, ran)
+	stopTicking := progress.Ticking(time.Second)
 	final, err := a.engine.Run(ctx, id)
 	close(ran)
+	stopTicking()
 	progress.Finish()
 	if ctx.Err() != nil && (err != nil || final.Phase.Active()) {
 		return m.stoppedFollowing(a, id)
@@ -198,10 +232,7 @@ func (m *Main) ended(ctx context.Context, a *app, r *rollout.Rollout, g goal) er
 		return err
 	}
 	console.WriteStatus(m.Stdout, r, results, 20)
-	if !g.met(r, rollout.CountResults(results)) {
-		return errNotCompleted
-	}
-	return nil
+	return outcome(r, rollout.CountResults(results), g)
 }
 
 // stoppedFollowing says, on an interrupt, what the rollout is left as: still
@@ -227,7 +258,7 @@ func (m *Main) stoppedFollowing(a *app, id int64) error {
 	next := "`rolloutbot rollout resume` continues it, `rolloutbot rollout halt` stops it"
 	if len(cut) == 0 {
 		fmt.Fprintf(m.Stdout, "stopped following %s after the hosts in flight finished; it is still active: %s\n", what, next)
-		return errNotCompleted
+		return errActive
 	}
 	shown := cut[:min(len(cut), 10)]
 	more := ""
@@ -236,20 +267,27 @@ func (m *Main) stoppedFollowing(a *app, id int64) error {
 	}
 	fmt.Fprintf(m.Stdout, "stopped following %s: it is still active and resumable; %d cut off in flight (%s%s), "+
 		"to be re-checked before anything else when it goes on: %s\n", what, len(cut), strings.Join(shown, ", "), more, next)
-	return errNotCompleted
+	return errActive
 }
 
 func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout plan")
 	sf := addSettingsFlags(fs)
 	undo := fs.Bool("rollback", false, "show what a rollback of the latest rollout (or --id N) would do, instead")
-	id := fs.Int64("id", 0, "with --rollback: the rollout to roll back (default: the latest)")
+	id := fs.Int64("id", 0, "with --rollback: the rollout `N` to roll back (default: the latest)")
+	out := addOutput(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	if err := sf.check(); err != nil && !*undo {
+		return err
+	}
 	if *undo {
-		return m.planRollback(ctx, fs, *cfgPath, *id, pos)
+		return m.planRollback(ctx, fs, *cfgPath, *id, pos, out)
 	}
 	if *id != 0 {
 		return fmt.Errorf("%w: --id goes with --rollback (a new rollout's plan takes a version)", errUsage)
@@ -263,6 +301,9 @@ func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if out.json() {
+		return m.writeJSON(console.PlanToJSON(p))
+	}
 	fmt.Fprint(m.Stdout, p.String())
 	if tl, err := a.engine.Timeline(ctx, p); err == nil {
 		fmt.Fprint(m.Stdout, tl.String(a.engine.Calendar(), a.engine.Now()))
@@ -273,13 +314,15 @@ func (m *Main) rolloutPlan(ctx context.Context, args []string) error {
 // planRollback prints what a rollback of rollout id (0: the latest) would
 // do; it changes nothing. A rollback takes no version or settings: it puts
 // each host back on its own recorded version, at the rollout's concurrency.
-func (m *Main) planRollback(ctx context.Context, fs *flag.FlagSet, cfgPath string, id int64, pos []string) error {
+func (m *Main) planRollback(ctx context.Context, fs *flag.FlagSet, cfgPath string, id int64, pos []string, out output) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: plan --rollback takes no version (%q): each host goes back to its own previous version", errUsage, pos[0])
 	}
 	var extra []string
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "rollback" && f.Name != "id" && f.Name != "config" {
+		switch f.Name {
+		case "rollback", "id", "config", "output", "o":
+		default:
 			extra = append(extra, "--"+f.Name)
 		}
 	})
@@ -302,6 +345,9 @@ func (m *Main) planRollback(ctx context.Context, fs *flag.FlagSet, cfgPath strin
 	p, err := a.engine.PlanRollback(ctx, id)
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		return m.writeJSON(console.RollbackPlanToJSON(p))
 	}
 	fmt.Fprint(m.Stdout, p.String())
 	if r := p.Rollout; r.Undo != nil && r.Undo.Epoch > 0 {
@@ -334,22 +380,33 @@ func currentOrLast(ctx context.Context, db *store.DB, id int64) (*rollout.Rollou
 		return nil, err
 	}
 	if len(rs) == 0 {
-		return nil, errors.New("no rollouts yet")
+		return nil, fmt.Errorf("no rollouts yet: %w", errNothingToDo)
 	}
 	return rs[0], nil
 }
 
 func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout status")
-	id := fs.Int64("id", 0, "rollout number (default: the current or last one)")
+	id := fs.Int64("id", 0, "rollout `N` (default: the current or last one)")
 	failed := fs.Bool("failed", false, "list every failed and rolled-back host")
-	host := fs.String("host", "", "show one host's update in detail (id or address)")
+	host := fs.String("host", "", "show one host's update in detail (`HOST`: id or address)")
+	watch := fs.Bool("watch", false, "follow the rollout live until it ends, whoever drives it (as `rollout watch`)")
+	out := addOutput(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
+	if err := out.check(); err != nil {
+		return err
+	}
 	if len(pos) > 0 && *host == "" {
 		*host = pos[0]
+	}
+	if *watch {
+		if *host != "" || *failed || out.json() {
+			return fmt.Errorf("%w: --watch shows the whole rollout as text: it takes no --host, --failed or -o json", errUsage)
+		}
+		return m.watchRollout(ctx, *cfgPath, *id)
 	}
 	db, err := m.storeOnly(ctx, *cfgPath)
 	if err != nil {
@@ -360,31 +417,67 @@ func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	results, err := db.HostResults(ctx, r.ID)
+	if err != nil {
+		return err
+	}
 	if *host != "" {
-		hr, err := db.FindHostResult(ctx, r.ID, *host)
-		if errors.Is(err, rollout.ErrNotFound) {
-			return fmt.Errorf("host %s is not part of rollout #%d", *host, r.ID)
-		} else if err != nil {
+		hr, err := findHost(r.ID, results, *host)
+		if err != nil {
 			return err
+		}
+		if out.json() {
+			return m.writeJSON(console.HostResultToJSON(hr))
 		}
 		console.WriteHost(m.Stdout, hr)
 		return nil
 	}
-	results, err := db.HostResults(ctx, r.ID)
-	if err != nil {
-		return err
+	c := rollout.CountResults(results)
+	state := outcome(r, c, goalOf(r))
+	if out.json() {
+		st := console.StatusJSON{Rollout: console.RolloutToJSON(r, c, exitCode(state)), Failures: console.FailuresToJSON(results)}
+		if err := m.writeJSON(st); err != nil {
+			return err
+		}
+		return state
 	}
 	limit := 10
 	if *failed {
 		limit = 0
 	}
 	console.WriteStatus(m.Stdout, r, results, limit)
-	return nil
+	return state
+}
+
+// findHost is the host of a rollout named by id, address or address:port.
+// An id wins; an address that several hosts share is refused, naming them.
+func findHost(id int64, results []rollout.HostResult, name string) (rollout.HostResult, error) {
+	var byAddr []rollout.HostResult
+	for _, hr := range results {
+		switch {
+		case hr.Host.ID == name:
+			return hr, nil
+		case hr.Host.Address == name || hr.Host.Addr() == name:
+			byAddr = append(byAddr, hr)
+		}
+	}
+	switch len(byAddr) {
+	case 0:
+		return rollout.HostResult{}, fmt.Errorf("host %s is not part of rollout #%d", name, id)
+	case 1:
+		return byAddr[0], nil
+	}
+	var names []string
+	for _, hr := range byAddr {
+		names = append(names, hr.Host.ID+" ("+hr.Host.Addr()+")")
+	}
+	return rollout.HostResult{}, fmt.Errorf("%w: %s is the address of %d hosts of rollout #%d: %s; name one by its id or address:port",
+		errUsage, name, len(byAddr), id, strings.Join(names, ", "))
 }
 
 func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout halt")
-	reason := fs.String("reason", "", "why, for the audit log and the channel")
+	reason := fs.String("reason", "", "why (`TEXT`), for the audit log and the channel")
 	pos, err := parse(fs, args, -1)
 	if err != nil {
 		return err
@@ -402,9 +495,17 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	r, err := a.engine.Halt(ctx, rollout.HaltRequest{Actor: actor(), Source: rollout.SourceCLI, Reason: *reason})
+	if errors.Is(err, rollout.ErrNotRunning) {
+		// Halted already: say by whom and why; the first halt's reason stays.
+		if rs, lerr := a.db.Rollouts(ctx, 1); lerr == nil && len(rs) == 1 && rs[0].Phase == rollout.PhaseHalted && rs[0].Halt != nil {
+			h := rs[0].Halt
+			return fmt.Errorf("%s is already halted, %s at %s%s; the first halt is kept: %w", subject(rs[0]), haltedBy(h),
+				h.At.Local().Format(time.DateTime), reasonSuffix(h), errNothingToDo)
+		}
+	}
 	switch {
 	case errors.Is(err, rollout.ErrHalting) && r != nil && r.Halt != nil:
-		fmt.Fprintf(m.Stdout, "rollout #%d is already halting (%s)\n", r.ID, r.Halt)
+		fmt.Fprintf(m.Stdout, "rollout #%d is already halting, %s%s; the first halt is kept\n", r.ID, haltedBy(r.Halt), reasonSuffix(r.Halt))
 	case err != nil:
 		return err
 	case r.Phase == rollout.PhaseRollingBack:
@@ -418,6 +519,10 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	err = m.awaitLease(ctx, a, r)
 	if errors.Is(err, errDriven) {
 		fmt.Fprintf(m.Stdout, "%v; it halts the rollout\n", err)
+		return nil
+	} else if errors.Is(err, rollout.ErrNotRunning) {
+		// Its driver settled the halt while this waited on its lease.
+		fmt.Fprintf(m.Stdout, "%s ended meanwhile, under its driver (`rolloutbot rollout status` shows how)\n", subject(r))
 		return nil
 	} else if err != nil {
 		return err
@@ -437,12 +542,15 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 
 // openFollowing opens the program to follow a rollout in this process: live
 // progress, and the rollout's Slack status message when Slack is configured.
-func (m *Main) openFollowing(ctx context.Context, cfgPath string) (*app, *console.Progress, *bot.Status, error) {
+func (m *Main) openFollowing(ctx context.Context, cfgPath, logFile string) (*app, *console.Progress, *bot.Status, error) {
 	cfg, err := m.loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	progress := console.NewProgress(m.Stdout, m.TTY)
+	if err := m.routeLogs(progress, logFile); err != nil {
+		return nil, nil, nil, err
+	}
 	var status *bot.Status
 	a, err := m.open(ctx, cfg, m.withSlack(progress, &status))
 	return a, progress, status, err
@@ -450,10 +558,11 @@ func (m *Main) openFollowing(ctx context.Context, cfgPath string) (*app, *consol
 
 func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout resume")
+	logFile := addLogFileFlag(fs)
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, progress, status, err := m.openFollowing(ctx, *cfgPath)
+	a, progress, status, err := m.openFollowing(ctx, *cfgPath, *logFile)
 	if err != nil {
 		return err
 	}
@@ -489,8 +598,9 @@ func (m *Main) rolloutResume(ctx context.Context, args []string) error {
 // request reaches that driver through the store, and this returns.
 func (m *Main) rolloutRollback(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout rollback")
-	reason := fs.String("reason", "", "why, for the audit log and the channel")
-	id := fs.Int64("id", 0, "the rollout to roll back (default: the latest); refused when a later rollout touched its hosts")
+	reason := fs.String("reason", "", "why (`TEXT`), for the audit log and the channel")
+	id := fs.Int64("id", 0, "the rollout `N` to roll back (default: the latest); refused when a later rollout touched its hosts")
+	logFile := addLogFileFlag(fs)
 	pos, err := parse(fs, args, -1)
 	if err != nil {
 		return err
@@ -501,7 +611,7 @@ func (m *Main) rolloutRollback(ctx context.Context, args []string) error {
 	if *reason == "" {
 		*reason = strings.Join(pos, " ")
 	}
-	a, progress, status, err := m.openFollowing(ctx, *cfgPath)
+	a, progress, status, err := m.openFollowing(ctx, *cfgPath, *logFile)
 	if err != nil {
 		return err
 	}
@@ -559,6 +669,22 @@ func (m *Main) endedMeanwhile(ctx context.Context, a *app, progress *console.Pro
 	return m.follow(ctx, a, progress, status, r.ID, toRollBack)
 }
 
+// haltedBy says who halted: "by alice", or "by itself" for the threshold.
+func haltedBy(h *rollout.Halt) string {
+	if h.Auto() {
+		return "by itself"
+	}
+	return "by " + h.By
+}
+
+// reasonSuffix is a halt's reason as ` ("why")`, or nothing.
+func reasonSuffix(h *rollout.Halt) string {
+	if h.Reason == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%q)", h.Reason)
+}
+
 // subject names rollout r for people: its rollback, once one was asked for.
 func subject(r *rollout.Rollout) string {
 	if r.Undo != nil {
@@ -609,9 +735,13 @@ func (m *Main) awaitLease(ctx context.Context, a *app, r *rollout.Rollout) error
 
 func (m *Main) rolloutHistory(ctx context.Context, args []string) error {
 	fs, cfgPath := m.flags("rollout history")
-	limit := fs.Int("limit", 10, "how many rollouts")
+	limit := fs.Int("limit", 10, "how many rollouts (`N`)")
+	out := addOutput(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
 		return err
 	}
 	if len(pos) > 0 {
@@ -633,6 +763,13 @@ func (m *Main) rolloutHistory(ctx context.Context, args []string) error {
 		if counts[r.ID], err = db.Counts(ctx, r.ID); err != nil {
 			return err
 		}
+	}
+	if out.json() {
+		list := make([]console.RolloutJSON, len(rs))
+		for i, r := range rs {
+			list[i] = console.RolloutToJSON(r, counts[r.ID], exitCode(outcome(r, counts[r.ID], goalOf(r))))
+		}
+		return m.writeJSON(list)
 	}
 	console.WriteHistory(m.Stdout, rs, counts)
 	return nil

@@ -281,8 +281,8 @@ func TestSafetySIGTERMGraceShorterThanTheUpdate(t *testing.T) {
 	a.signal(t, syscall.SIGTERM)
 	code := a.wait(t)
 	out := a.out.String()
-	if code != 3 || !strings.Contains(out, "re-check") {
-		t.Fatalf("after SIGTERM the driver exited %d, want 3 and the hosts it cut off named:\n%s", code, out)
+	if code != exitActive || !strings.Contains(out, "re-check") {
+		t.Fatalf("after SIGTERM the driver exited %d, want %d (still active) and the hosts it cut off named:\n%s", code, exitActive, out)
 	}
 	if sf.inFlight() == 0 {
 		t.Fatal("the updates ended within the grace; the test needs them cut off")
@@ -365,7 +365,7 @@ func TestSafetyCrashAfterThresholdTrip(t *testing.T) {
 	}
 	// Resuming now counts the failures from before once: the stage is done.
 	code, out = sf.run("rollout", "resume")
-	if code != 0 || !strings.Contains(out, "completed, 4 rolled back") {
+	if code != exitWithFailures || !strings.Contains(out, "completed, 4 rolled back") {
 		t.Fatalf("resume exited %d:\n%s", code, out)
 	}
 }

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rolloutbot/rolloutbot/console"
+	"github.com/rolloutbot/rolloutbot/rollout"
+)
+
+// watchEvery is how often a watch reads the store.
+const watchEvery = 250 * time.Millisecond
+
+// rolloutWatch follows the active rollout, or --id N, live.
+func (m *Main) rolloutWatch(ctx context.Context, args []string) error {
+	fs, cfgPath := m.flags("rollout watch")
+	id := fs.Int64("id", 0, "rollout `N` (default: the active one, else the last)")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return m.watchRollout(ctx, *cfgPath, *id)
+}
+
+// watchRollout follows a rollout whoever drives it (serve, another
+// terminal) by reading the store, with the display `rollout start` draws,
+// and ends with its final state and that state's exit code. It changes
+// nothing; Ctrl-C stops watching, not the rollout.
+func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error {
+	db, err := m.storeOnly(ctx, cfgPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if id == 0 {
+		if r, err := db.ActiveRollout(ctx); err == nil {
+			id = r.ID
+		} else if !errors.Is(err, rollout.ErrNotFound) {
+			return err
+		}
+	}
+	r, err := currentOrLast(ctx, db, id)
+	if err != nil {
+		return err
+	}
+	if r.Phase.Ended() {
+		// Nothing to follow: its final state, as status shows it.
+		results, err := db.HostResults(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		console.WriteStatus(m.Stdout, r, results, 20)
+		return outcome(r, rollout.CountResults(results), goalOf(r))
+	}
+	progress := console.NewProgress(m.Stdout, m.TTY)
+	w := watcher{progress: progress, seen: map[int]rollout.HostResult{}}
+	stopTicking := progress.Ticking(time.Second)
+	defer stopTicking()
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	for {
+		results, err := db.HostResults(ctx, r.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return err
+		}
+		w.update(r, results, time.Now())
+		if r.Phase.Ended() {
+			stopTicking()
+			progress.Finish()
+			fmt.Fprintln(m.Stdout)
+			console.WriteStatus(m.Stdout, r, results, 20)
+			return outcome(r, rollout.CountResults(results), goalOf(r))
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if r, err = db.Rollout(ctx, r.ID); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return err
+		}
+	}
+	stopTicking()
+	progress.Finish()
+	fmt.Fprintf(m.Stdout, "stopped watching %s; it goes on (`rolloutbot rollout status` shows it)\n", subject(r))
+	return errActive
+}
+
+// watcher turns snapshots of a rollout read from the store into the events
+// its driver would have sent, for the same display.
+type watcher struct {
+	progress *console.Progress
+	prev     *rollout.Rollout
+	seen     map[int]rollout.HostResult // by index: the last status shown
+}
+
+func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now time.Time) {
+	stages := r.StageList()
+	c := rollout.CountResults(results)
+	pr := rollout.Progress{Rollout: *r, Stages: stages, Counts: c, Recent: rollout.RecentFailures(results)}
+	if r.Stage < len(stages) {
+		st := stages[r.Stage]
+		for _, hr := range results {
+			if hr.Index >= st.Start && hr.Index < st.End {
+				if ended(hr.Status) {
+					pr.StageDone++
+				}
+				if hr.Status.Failure() {
+					pr.StageFailures++
+				}
+			}
+		}
+	}
+	emit := func(kind rollout.EventKind, at time.Time, f func(*rollout.Event)) {
+		ev := rollout.Event{Kind: kind, At: at, Progress: pr}
+		if f != nil {
+			f(&ev)
+		}
+		w.progress.Notify(ev)
+	}
+	prev := w.prev
+	w.prev = r
+	if prev == nil {
+		// The clock counts from the rollout's start, as its driver's does.
+		emit(rollout.EventStarted, r.CreatedAt, nil)
+		for _, hr := range results {
+			w.seen[hr.Index] = hr
+		}
+		if r.Phase == rollout.PhaseRunning && r.Stage < len(stages) {
+			emit(rollout.EventStageStarted, now, func(ev *rollout.Event) { ev.Stage = stages[r.Stage] })
+		}
+		if r.Phase == rollout.PhaseRollingBack {
+			emit(rollout.EventUndoStarted, now, nil)
+		}
+		if r.Halt != nil && r.Phase.Active() {
+			emit(rollout.EventHalting, now, nil)
+		}
+	}
+	for _, hr := range results {
+		old, ok := w.seen[hr.Index]
+		w.seen[hr.Index] = hr
+		if !ok || (old.Status == hr.Status && old.Undo.Status == hr.Undo.Status) {
+			continue
+		}
+		if ended(hr.Status) && old.Status != hr.Status || r.Phase == rollout.PhaseRollingBack && old.Undo.Status != hr.Undo.Status {
+			emit(rollout.EventHostDone, now, func(ev *rollout.Event) { h := hr; ev.Host = &h })
+		}
+	}
+	if prev == nil {
+		emit(rollout.EventHostStarted, now, nil) // draws the bar
+		return
+	}
+	switch {
+	case r.Phase == rollout.PhaseRollingBack && prev.Phase != rollout.PhaseRollingBack:
+		emit(rollout.EventUndoStarted, now, nil)
+	case r.Phase == rollout.PhasePaused && prev.Phase != rollout.PhasePaused && prev.Stage < len(stages):
+		emit(rollout.EventStageDone, now, func(ev *rollout.Event) { ev.Stage = stages[prev.Stage] })
+		emit(rollout.EventPaused, now, func(ev *rollout.Event) { ev.Pause = r.WaitUntil.Sub(r.UpdatedAt).Round(time.Second) })
+	case r.Phase == rollout.PhaseRunning && (prev.Phase != rollout.PhaseRunning || prev.Stage != r.Stage) && r.Stage < len(stages):
+		if prev.Phase == rollout.PhaseRunning && prev.Stage < len(stages) {
+			emit(rollout.EventStageDone, now, func(ev *rollout.Event) { ev.Stage = stages[prev.Stage] })
+		}
+		emit(rollout.EventStageStarted, now, func(ev *rollout.Event) { ev.Stage = stages[r.Stage] })
+	}
+	if r.Halt != nil && prev.Halt == nil && r.Phase.Active() {
+		emit(rollout.EventHalting, now, nil)
+	}
+	if r.Phase.Ended() {
+		emit(rollout.EventEnded, now, nil)
+		return
+	}
+	emit(rollout.EventHostStarted, now, nil) // redraws the bar
+}
+
+// ended reports whether a host's update has ended.
+func ended(s rollout.Status) bool {
+	return s != rollout.StatusPending && s != rollout.StatusUpdating
+}
