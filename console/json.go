@@ -29,7 +29,8 @@ type RolloutJSON struct {
 	Owner      string         `json:"owner"` // the process driving it; "" when none
 	CreatedAt  *time.Time     `json:"created_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
-	WaitUntil  *time.Time     `json:"wait_until"` // while paused: when the next stage starts
+	WaitUntil  *time.Time     `json:"wait_until"`  // while paused, frozen or outside the windows: when that wait ends (null: not known)
+	WaitingFor string         `json:"waiting_for"` // while frozen or outside the windows: what holds it; else ""
 	Halt       *HaltJSON      `json:"halt"`
 	Rollback   *RollbackJSON  `json:"rollback"`
 	Error      string         `json:"error,omitempty"`
@@ -182,8 +183,11 @@ func RolloutToJSON(r *rollout.Rollout, c rollout.Counts, exit int) RolloutJSON {
 		Counts: CountsJSON{Pending: c.Pending, Updating: c.Updating, Success: c.Success, Skipped: c.Skipped,
 			RolledBack: c.RolledBack, Failed: c.Failed},
 	}
-	if r.Phase == rollout.PhasePaused {
+	if r.Phase == rollout.PhasePaused || r.Phase.Holding() {
 		out.WaitUntil = jsonTime(r.WaitUntil)
+	}
+	if r.Phase.Holding() {
+		out.WaitingFor = r.WaitFor
 	}
 	if h := r.Halt; h != nil {
 		out.Halt = &HaltJSON{By: h.By, Reason: h.Reason, At: jsonTime(h.At), Auto: h.Auto()}
@@ -259,6 +263,28 @@ func SchedulesToJSON(ss []rollout.Schedule) []ScheduleJSON {
 	for i, s := range ss {
 		out[i] = ScheduleJSON{ID: s.ID, Name: s.Name, Cron: s.Spec, Timezone: s.TZ, Version: s.Version,
 			CreatedBy: s.CreatedBy, Source: s.Source, Next: jsonTime(s.Next)}
+	}
+	return out
+}
+
+// FreezeJSON is a freeze in effect or to come, as `freeze list -o json`
+// shows each.
+type FreezeJSON struct {
+	ID     int64      `json:"id"`   // an ad hoc freeze's number; 0 for a recurring one's occurrence
+	Name   string     `json:"name"` // a recurring freeze's name; "" for ad hoc ones
+	By     string     `json:"by"`
+	Reason string     `json:"reason"`
+	From   *time.Time `json:"from"`
+	Until  *time.Time `json:"until"` // null: until someone unfreezes
+	Now    bool       `json:"now"`   // in effect at the time of asking
+}
+
+// FreezesToJSON is the JSON shape of freezes, as seen at now.
+func FreezesToJSON(fs []rollout.Freeze, now time.Time) []FreezeJSON {
+	out := make([]FreezeJSON, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, FreezeJSON{ID: f.ID, Name: f.Name, By: f.By, Reason: f.Reason, From: jsonTime(f.From),
+			Until: jsonTime(f.Until), Now: f.Covers(now)})
 	}
 	return out
 }

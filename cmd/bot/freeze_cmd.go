@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/bot"
+	"github.com/rolloutbot/rolloutbot/console"
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
@@ -21,11 +22,18 @@ func (m *Main) freezeCmd(ctx context.Context, args []string) error {
 	forD := fs.String("for", "", "how long the freeze lasts, e.g. 2h, 90m, 3d")
 	until := fs.String("until", "", `when it ends: "2026-12-02 06:00 Europe/Berlin", 18:00, or RFC 3339 (zone: rollout.timezone)`)
 	from := fs.String("from", "", "when it begins (default: now), written like --until")
+	out := addOutput(fs)
 	pos, err := parse(fs, args, -1)
 	if err != nil {
 		return err
 	}
+	if err := out.check(); err != nil {
+		return err
+	}
 	list := len(pos) == 0 || (len(pos) == 1 && pos[0] == "list")
+	if !list && out.json() {
+		return fmt.Errorf("%w: freeze: -o json goes with the list only", errUsage)
+	}
 	if list && (*forD != "" || *until != "" || *from != "") {
 		return fmt.Errorf("%w: freeze: say why (a REASON) when setting a freeze", errUsage)
 	}
@@ -38,7 +46,7 @@ func (m *Main) freezeCmd(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	if list {
-		return m.printFreezes(ctx, a.engine)
+		return m.printFreezes(ctx, a.engine, out)
 	}
 	now := a.engine.Now()
 	zone := a.engine.Calendar().Zone
@@ -105,10 +113,13 @@ func (m *Main) unfreezeCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (m *Main) printFreezes(ctx context.Context, e *rollout.Engine) error {
+func (m *Main) printFreezes(ctx context.Context, e *rollout.Engine, out output) error {
 	fs, err := e.Freezes(ctx)
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		return m.writeJSON(console.FreezesToJSON(fs, e.Now()))
 	}
 	if len(fs) == 0 {
 		fmt.Fprintln(m.Stdout, "no freezes now or in the next 30 days")

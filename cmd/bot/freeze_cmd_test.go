@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -37,6 +38,21 @@ func TestCLIFreeze(t *testing.T) {
 	out := f.mustInProc("freeze", "--for", "2h", "incident", "4711")
 	assertContains(t, "freeze", out, "freeze #1 set, until", "incident 4711")
 	assertContains(t, "freeze list", f.mustInProc("freeze", "list"), "NOW", "freeze #1 by", "incident 4711")
+	raw := f.mustInProc("freeze", "list", "-o", "json")
+	var list []json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &list); err != nil || len(list) != 1 {
+		t.Fatalf("freeze list -o json: %v\n%s", err, raw)
+	}
+	assertKeys(t, "freeze", list[0], "id", "name", "by", "reason", "from", "until", "now")
+	var fj struct {
+		ID     int64  `json:"id"`
+		Reason string `json:"reason"`
+		Now    bool   `json:"now"`
+		Until  *time.Time
+	}
+	if err := json.Unmarshal(list[0], &fj); err != nil || fj.ID != 1 || fj.Reason != "incident 4711" || !fj.Now || fj.Until == nil {
+		t.Fatalf("freeze list -o json: %+v %v", fj, err)
+	}
 
 	assertContains(t, "rollout plan", f.mustInProc("rollout", "plan", "v2"), "refused now: frozen by the freeze #1", "incident 4711")
 
