@@ -266,12 +266,7 @@ func (e *Engine) halt(ctx context.Context, req HaltRequest) (*Rollout, error) {
 		return r, fmt.Errorf("record halt: %w", err)
 	}
 	e.log.InfoContext(ctx, "halt requested", "rollout_id", r.ID, "actor", req.Actor, "reason", req.Reason)
-	e.mu.Lock()
-	local := e.runs[r.ID]
-	e.mu.Unlock()
-	if local != nil {
-		local.request(r)
-	} else {
+	if !e.tellLocal(r) {
 		e.Kick() // if its driver died, Serve settles it once the lease runs out
 	}
 	return r, nil
@@ -553,4 +548,17 @@ func randomSeed() int64 {
 func defaultOwner() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), randomSeed()&0xffff)
+}
+
+// tellLocal hands a request just stored for r (a halt, a rollback, an
+// override) to r's driver when it runs in this process, at once instead of
+// at its next poll. It reports whether there was one.
+func (e *Engine) tellLocal(r *Rollout) bool {
+	e.mu.Lock()
+	local := e.runs[r.ID]
+	e.mu.Unlock()
+	if local != nil {
+		local.request(r)
+	}
+	return local != nil
 }

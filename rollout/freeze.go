@@ -240,11 +240,6 @@ func (e *Engine) override(ctx context.Context, req OverrideRequest) (*Rollout, e
 		return r, fmt.Errorf("record override: %w", err)
 	}
 	e.log.InfoContext(ctx, "override recorded", "rollout_id", r.ID, "kind", req.Kind, "actor", req.Actor, "reason", req.Reason)
-	e.mu.Lock()
-	local := e.runs[r.ID]
-	e.mu.Unlock()
-	if local != nil {
-		local.request(r)
-	}
+	e.tellLocal(r)
 	return r, nil
 }

@@ -240,12 +240,7 @@ func (e *Engine) rollback(ctx context.Context, req RollbackRequest) (*Rollout, e
 		if r, err = e.cfg.Store.RequestUndo(ctx, id, u); err != nil {
 			return r, fmt.Errorf("record rollback of rollout #%d: %w", id, err)
 		}
-		e.mu.Lock()
-		local := e.runs[r.ID]
-		e.mu.Unlock()
-		if local != nil {
-			local.request(r)
-		}
+		e.tellLocal(r)
 		return r, nil
 	}
 	r, err = e.cfg.Store.StartUndo(ctx, id, u, e.cfg.Owner, e.cfg.LeaseTTL)

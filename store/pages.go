@@ -137,11 +137,12 @@ func (db *DB) RolloutsBefore(ctx context.Context, before int64, limit int) ([]*r
 // AuditBefore returns up to limit audit entries older than the entry before
 // (the newest when before is 0), newest first.
 func (db *DB) AuditBefore(ctx context.Context, before int64, limit int) ([]rollout.AuditEntry, error) {
-	if before <= 0 {
-		return db.AuditLog(ctx, limit)
+	where, args := "", []any{limit}
+	if before > 0 {
+		where, args = "WHERE id < $2", append(args, before)
 	}
 	rs, err := db.b.query(ctx, `SELECT id, at, actor, source, action, rollout_id, allowed, detail
-		FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+		FROM audit_log `+where+` ORDER BY id DESC LIMIT $1`, args...)
 	if err != nil {
 		return nil, err
 	}

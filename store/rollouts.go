@@ -435,24 +435,7 @@ func (db *DB) Audit(ctx context.Context, e rollout.AuditEntry) error {
 
 // AuditLog returns up to limit entries, newest first.
 func (db *DB) AuditLog(ctx context.Context, limit int) ([]rollout.AuditEntry, error) {
-	rs, err := db.b.query(ctx, `SELECT id, at, actor, source, action, rollout_id, allowed, detail
-		FROM audit_log ORDER BY id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []rollout.AuditEntry
-	for rs.Next() {
-		var e rollout.AuditEntry
-		var source string
-		var rid sql.NullInt64
-		if err := rs.Scan(&e.ID, &e.At, &e.Actor, &source, &e.Action, &rid, &e.Allowed, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.Source, e.RolloutID = rollout.Source(source), rid.Int64
-		out = append(out, e)
-	}
-	return out, rs.Err()
+	return db.AuditBefore(ctx, 0, limit)
 }
 
 // Counts tallies a rollout's hosts by status, and by their part in its

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"modernc.org/sqlite"
@@ -22,9 +23,16 @@ import (
 // Commits are synced to disk (synchronous=FULL): with NORMAL a commit in WAL
 // mode is not, and a power loss could take back a host's "updating" record
 // after its update had begun.
+//
+// SQLite lets one writer in at a time and has the others retry on the busy
+// timeout, in no order: a steady stream of result batches could keep a lease
+// renewal out for longer than the lease. So this process's writers take
+// turns, first come first served (turn); the busy timeout only orders
+// writers of different processes.
 type sqliteDB struct {
 	db   *sql.DB
 	path string
+	turn chan struct{} // held by the process's one writer
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // prepared once, for the statements every batch runs
@@ -52,7 +60,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteDB, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(8)
-	s := &sqliteDB{db: db, path: path, stmts: map[string]*sql.Stmt{}}
+	s := &sqliteDB{db: db, path: path, stmts: map[string]*sql.Stmt{}, turn: make(chan struct{}, 1)}
 	if err := s.probeWrite(ctx); err != nil {
 		db.Close()
 		return nil, s.describe(err)
@@ -105,7 +113,34 @@ func (s *sqliteDB) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// write waits for this process's turn to write; the returned func ends it.
+// Blocked writers are let in in the order they came.
+func (s *sqliteDB) write(ctx context.Context) (func(), error) {
+	select {
+	case s.turn <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-s.turn }) }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// writes reports whether statement q may write: it then waits for its turn.
+func writes(q string) bool {
+	verb, _, _ := strings.Cut(strings.TrimSpace(q), " ")
+	switch strings.ToUpper(verb) {
+	case "SELECT", "PRAGMA":
+		return false
+	}
+	return true
+}
+
 func (s *sqliteDB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	done, err := s.write(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	n, err := sqlExec(s.db.ExecContext(ctx, q, args...))
 	return n, s.describe(err)
 }
@@ -119,15 +154,27 @@ func (s *sqliteDB) query(ctx context.Context, q string, args ...any) (rows, erro
 }
 
 func (s *sqliteDB) queryRow(ctx context.Context, q string, args ...any) row {
-	return sqlRow{s.db.QueryRowContext(ctx, q, args...), s}
+	if !writes(q) {
+		return sqlRow{r: s.db.QueryRowContext(ctx, q, args...), s: s}
+	}
+	done, err := s.write(ctx)
+	if err != nil {
+		return sqlRow{err: err, s: s}
+	}
+	return sqlRow{r: s.db.QueryRowContext(ctx, q, args...), s: s, done: done}
 }
 
 func (s *sqliteDB) begin(ctx context.Context) (tx, error) {
+	done, err := s.write(ctx)
+	if err != nil {
+		return nil, err
+	}
 	t, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		done()
 		return nil, s.describe(err)
 	}
-	return sqlTx{t, s}, nil
+	return sqlTx{t: t, s: s, done: done}, nil
 }
 
 // sqliteNow is SQLite's clock as the store keeps times: microseconds since
@@ -176,6 +223,11 @@ func (s *sqliteDB) saveBatch(ctx context.Context, owner string, results []rollou
 	if err != nil {
 		return false, err
 	}
+	done, err := s.write(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	t, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -209,11 +261,19 @@ type sqlRows struct{ *sql.Rows }
 func (r sqlRows) Close() { r.Rows.Close() }
 
 type sqlRow struct {
-	r *sql.Row
-	s *sqliteDB
+	r    *sql.Row
+	err  error // the row was never asked for
+	s    *sqliteDB
+	done func() // ends the writer's turn, when it has one
 }
 
 func (r sqlRow) Scan(dest ...any) error {
+	if r.done != nil {
+		defer r.done()
+	}
+	if r.err != nil {
+		return r.err
+	}
 	err := r.r.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rollout.ErrNotFound
@@ -222,8 +282,9 @@ func (r sqlRow) Scan(dest ...any) error {
 }
 
 type sqlTx struct {
-	t *sql.Tx
-	s *sqliteDB
+	t    *sql.Tx
+	s    *sqliteDB
+	done func() // ends the writer's turn
 }
 
 func (t sqlTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -240,8 +301,15 @@ func (t sqlTx) query(ctx context.Context, q string, args ...any) (rows, error) {
 }
 
 func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) row {
-	return sqlRow{t.t.QueryRowContext(ctx, q, args...), t.s}
+	return sqlRow{r: t.t.QueryRowContext(ctx, q, args...), s: t.s}
 }
 
-func (t sqlTx) commit(context.Context) error { return t.s.describe(t.t.Commit()) }
-func (t sqlTx) rollback(context.Context)     { _ = t.t.Rollback() }
+func (t sqlTx) commit(context.Context) error {
+	defer t.done()
+	return t.s.describe(t.t.Commit())
+}
+
+func (t sqlTx) rollback(context.Context) {
+	defer t.done()
+	_ = t.t.Rollback()
+}
