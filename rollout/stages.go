@@ -58,6 +58,7 @@ type Plan struct {
 	Hosts    int
 	Settings Settings
 	Stages   []Stage
+	Checks   []Check // run after each stage but the last
 }
 
 // NewPlan lays out a rollout of version over n hosts.
@@ -89,6 +90,9 @@ func (p Plan) String() string {
 			halt = fmt.Sprintf("halts at %d failed", f)
 		}
 		fmt.Fprintf(&b, "  stage %3d%%: %d hosts (up to #%d), %s\n", st.Percent, st.Size(), st.End, halt)
+		if after := p.After(st); after != "" {
+			fmt.Fprintf(&b, "             then %s\n", after)
+		}
 	}
 	return b.String()
 }

@@ -285,6 +285,7 @@ func (ru *run) request(cur *Rollout) {
 	if cur.Halt != nil {
 		ru.haltLocked(*cur.Halt)
 	}
+	ru.takePromote(cur.Promote)
 }
 
 // beginUndo turns the halted run into its rollback: the store marks the hosts
