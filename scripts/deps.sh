@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the servers the tests talk to when they are missing: OpenSSH's sshd
-# and PostgreSQL (the tests start their own throwaway PostgreSQL; nothing is
+# Installs the servers the tests talk to when they are missing: OpenSSH's sshd,
+# PostgreSQL and Prometheus (the tests start their own throwaway PostgreSQL; nothing is
 # left running). Debian and Ubuntu; elsewhere it says what to install.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/prometheus ] || need+=(prometheus) # the check-gate tests start their own
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "the tests need: ${need[*]} — install them with your package manager" >&2
