@@ -60,6 +60,7 @@ type Rollout struct {
 	// LatestVersionCommand prints the version to roll out when a start or a
 	// schedule names none (run locally, output validated like any version).
 	LatestVersionCommand string `yaml:"latest_version_command"`
+	Gating               `yaml:",inline"`
 }
 
 // SSH configures connections to the hosts.
@@ -109,6 +110,10 @@ type Slack struct {
 	EditInterval    time.Duration `yaml:"edit_interval"`
 	BotToken        string        `yaml:"-"` // SLACK_BOT_TOKEN
 	AppToken        string        `yaml:"-"` // SLACK_APP_TOKEN
+
+	// ConfirmStart makes /rollout start answer with the plan and Start /
+	// Cancel buttons first (default true); `start … now` skips it.
+	ConfirmStart *bool `yaml:"confirm_start"`
 }
 
 // HTTP configures the ops endpoints (/healthz, /metrics).
@@ -226,8 +231,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 
 // Settings are the rollout defaults as the engine takes them.
 func (c *Config) Settings() rollout.Settings {
-	return rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause,
-		Threshold: c.Rollout.Threshold}
+	return c.Rollout.Gating.settings(rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause,
+		Threshold: c.Rollout.Threshold})
 }
 
 // Store is the store to open: DATABASE_URL, or the embedded file.
@@ -256,6 +261,7 @@ func (c *Config) Validate() error {
 	if err := c.Settings().Validate(); err != nil {
 		add("rollout.%w", err)
 	}
+	errs = append(errs, c.Rollout.Gating.validate()...)
 	if c.Rollout.HealthTimeout <= 0 || c.Rollout.HealthInterval <= 0 {
 		add("rollout.health_timeout and rollout.health_interval must be positive")
 	}

@@ -96,6 +96,16 @@ func (p *Progress) Notify(ev rollout.Event) {
 		p.line("✓ stage %d%% done: %d hosts, %d failed; fleet: %s", ev.Stage.Percent, ev.Stage.Size(), pr.StageFailures, pr.Counts)
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
+	case rollout.EventBaking:
+		p.line("  baking %s: the checks run again and again before the next stage", ev.Pause)
+	case rollout.EventGated:
+		until := ""
+		if ev.Pause > 0 {
+			until = fmt.Sprintf(" (halts if nobody does within %s)", ev.Pause)
+		}
+		p.line("⏸ %s: `rolloutbot rollout promote` (or Promote in Slack) goes on%s", r.Label(), until)
+	case rollout.EventPromoted:
+		p.line("▶ promoted by %s", r.Promote.By)
 	case rollout.EventHalting:
 		switch {
 		case r.Phase == rollout.PhaseRollingBack:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -222,4 +223,31 @@ func (p Plan) After(st Stage) string {
 		parts = append(parts, what)
 	}
 	return strings.Join(parts, "; then ")
+}
+
+// ParseGates reads a start's gates: "all" (or "") for a gate after every
+// stage but the last, "none" for no gate, or percents such as "10,50"
+// (a % sign allowed). Whether they are stages is checked by Settings.Validate.
+func ParseGates(s string, stages []int) ([]int, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "all":
+		if len(stages) < 2 {
+			return nil, nil
+		}
+		return slices.Clone(stages[:len(stages)-1]), nil
+	case "none":
+		return nil, nil
+	}
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		p, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(f), "%"))
+		if err != nil || p < 1 || p > 100 {
+			return nil, fmt.Errorf("gates: %q is not a list of stage percents such as 10,50", s)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

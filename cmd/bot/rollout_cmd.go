@@ -17,7 +17,7 @@ import (
 
 func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|rollback|history [flags]\n")
+		fmt.Fprint(m.Stderr, "usage: rolloutbot rollout start|plan|status|halt|resume|rollback|promote|history [flags]\n")
 		return errUsage
 	}
 	switch args[0] {
@@ -35,8 +35,10 @@ func (m *Main) rolloutCmd(ctx context.Context, args []string) error {
 		return m.rolloutRollback(ctx, args[1:])
 	case "history":
 		return m.rolloutHistory(ctx, args[1:])
+	case "promote":
+		return m.rolloutPromote(ctx, args[1:])
 	}
-	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, rollback, history)\n", args[0])
+	fmt.Fprintf(m.Stderr, "rolloutbot rollout: unknown command %q (start, plan, status, halt, resume, rollback, promote, history)\n", args[0])
 	return errUsage
 }
 
@@ -47,6 +49,7 @@ type settingsFlags struct {
 	concurrency *int
 	pause       *time.Duration
 	threshold   *int
+	gate        *string
 }
 
 func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
@@ -56,6 +59,7 @@ func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
 		concurrency: fs.Int("concurrency", 0, "hosts updated at once (default from config)"),
 		pause:       fs.Duration("pause", -1, "pause between stages (default from config)"),
 		threshold:   fs.Int("threshold", -1, "halt when more than this percent of a stage fails (default from config)"),
+		gate:        fs.String("gate", "", "stages that end in a manual gate: all, none, or percents such as 10,50 (default from config)"),
 	}
 }
 
@@ -82,6 +86,13 @@ func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.
 	}
 	if *f.threshold >= 0 {
 		s.Threshold = *f.threshold
+	}
+	if *f.gate != "" {
+		gates, err := rollout.ParseGates(*f.gate, s.Stages)
+		if err != nil {
+			return "", s, fmt.Errorf("--gate: %w", err)
+		}
+		s.Gates = gates
 	}
 	if err := s.Validate(); err != nil {
 		return "", s, fmt.Errorf("--%w", err)
