@@ -37,6 +37,8 @@ type Engine interface {
 	Rollback(ctx context.Context, req rollout.RollbackRequest) (*rollout.Rollout, error)
 	PlanRollback(ctx context.Context, id int64) (rollout.RollbackPlan, error)
 	Audit(ctx context.Context, e rollout.AuditEntry)
+	Promote(ctx context.Context, req rollout.PromoteRequest) (*rollout.Rollout, error)
+	Defaults() rollout.Settings
 }
 
 // Store is what the bot reads from the store.
@@ -92,6 +94,7 @@ func New(api *slack.Client, cfg Config, engine Engine, store Store, inv rollout.
 	}
 	if status != nil {
 		status.onPostError = b.statusPostFailed
+		status.promoters = adminsText(cfg)
 	}
 	return b
 }
@@ -247,6 +250,8 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		text, err = b.rollback(ctx, c, cmd.Reason, 0)
 	case KindPlanRollback:
 		text, err = b.planRollback(ctx)
+	case KindPromote:
+		text, err = b.promote(ctx, c, 0, -1)
 	case KindHistory:
 		text, err = b.history(ctx, cmd.N)
 	case KindHosts:
@@ -262,7 +267,11 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 }
 
 func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) {
-	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack})
+	s, err := b.settingsFor(cmd)
+	if err != nil {
+		return "⛔ " + escape(err.Error()), nil
+	}
+	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack, Settings: s})
 	var ae *rollout.ActiveError
 	switch {
 	case errors.As(err, &ae) && ae.Rollout != nil:
@@ -284,7 +293,11 @@ func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) 
 }
 
 func (b *Bot) plan(ctx context.Context, cmd Command) (string, error) {
-	p, err := b.engine.Plan(ctx, cmd.Version, nil)
+	s, err := b.settingsFor(cmd)
+	if err != nil {
+		return "⛔ " + escape(err.Error()), nil
+	}
+	p, err := b.engine.Plan(ctx, cmd.Version, s)
 	switch {
 	case errors.Is(err, rollout.ErrInvalidVersion), errors.Is(err, rollout.ErrNoHosts):
 		return "⛔ " + escape(err.Error()), nil
@@ -355,6 +368,8 @@ func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 			action = "halt"
 		case RollbackActionID:
 			action = "rollback"
+		case PromoteActionID:
+			action = "promote"
 		default:
 			continue
 		}
@@ -396,13 +411,20 @@ func (b *Bot) press(ctx context.Context, c caller, action string, id int64, stat
 	if action == "rollback" {
 		return b.rollback(ctx, c, "Halt & roll back button", id)
 	}
+	if action == "promote" {
+		k, ok := gateStage(state)
+		if !ok {
+			return fmt.Sprintf("Nothing done: rollout #%d was not waiting at a gate when that button was drawn.", id), nil
+		}
+		return b.promote(ctx, c, id, k)
+	}
 	return b.halt(ctx, c, "Halt button", id)
 }
 
 // staleLine tells the presser of a stale button what the rollout does now.
 func staleLine(r *rollout.Rollout, c rollout.Counts, drawn string) string {
 	text := fmt.Sprintf("Nothing done: that button is from when rollout #%d was %s; now it is %s.",
-		r.ID, strings.ReplaceAll(drawn, "_", " "), escape(rollout.Outcome(r, c)))
+		r.ID, drawnWord(r, drawn), escape(rollout.Outcome(r, c)))
 	switch {
 	case r.Phase == rollout.PhaseHalted:
 		text += " `/rollout resume` continues it"

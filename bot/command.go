@@ -31,12 +31,13 @@ const (
 	KindScheduleAdd    Kind = "schedule add"
 	KindScheduleList   Kind = "schedule list"
 	KindScheduleRemove Kind = "schedule remove"
+	KindPromote        Kind = "promote"
 )
 
 // Mutating reports whether the command changes anything, and so needs an admin.
 func (k Kind) Mutating() bool {
 	switch k {
-	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove:
+	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove, KindPromote:
 		return true
 	}
 	return false
@@ -53,11 +54,17 @@ type Command struct {
 	Cron     string // schedule add
 	TZ       string // schedule add
 	Schedule int64  // schedule remove
+	// Gate is start's and plan's gates, as rollout.ParseGates reads them:
+	// "all" for `gate` alone, or percents such as "10,50"; empty: the
+	// configured gates.
+	Gate string
+	Now  bool // start now: no preview with Start / Cancel buttons first
 }
 
 // Usage is the short help shown for help and for anything malformed.
 const Usage = "*/rollout* commands:\n" +
-	"• `start [VERSION]` — roll VERSION (default: the latest) out in stages\n" +
+	"• `start [VERSION] [gate [10,50]] [now]` — roll VERSION (default: the latest) out in stages; `gate` makes every stage (or the ones named) wait for a Promote; `now` skips the preview\n" +
+	"• `promote` — let a rollout waiting at a gate go on to its next stage\n" +
 	"• `plan [VERSION]` — the stages, and the failures that would halt each\n" +
 	"• `status` · `status failed` · `status HOST` — where the rollout is\n" +
 	"• `halt [reason]` — stop starting hosts; hosts in flight finish\n" +
@@ -99,17 +106,12 @@ func Parse(text string) (Command, error) {
 			}
 			return Command{Kind: KindPlanRollback}, nil
 		}
-		if len(rest) > 1 {
-			return Command{}, usageErr("`%s` takes one version, got %d words", verb, len(rest))
+		return parseStart(Kind(verb), rest)
+	case "promote":
+		if len(rest) > 0 {
+			return Command{}, usageErr("`promote` takes no arguments")
 		}
-		c := Command{Kind: Kind(verb)}
-		if len(rest) == 1 {
-			if err := rollout.ValidateVersion(rest[0]); err != nil {
-				return Command{}, err
-			}
-			c.Version = rest[0]
-		}
-		return c, nil
+		return Command{Kind: KindPromote}, nil
 	case "status":
 		switch {
 		case len(rest) == 0:
@@ -156,6 +158,58 @@ func Parse(text string) (Command, error) {
 		return parseSchedule(rest)
 	}
 	return Command{}, usageErr("unknown command %q", clip(verb))
+}
+
+// parseStart reads start's and plan's words: a version, `gate` with
+// optional stage percents, and (start only) `now`, in any order.
+func parseStart(kind Kind, args []string) (Command, error) {
+	c := Command{Kind: kind}
+	var words []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch strings.ToLower(a) {
+		case "now":
+			if kind != KindStart {
+				return Command{}, usageErr("`now` goes with `start`")
+			}
+			c.Now = true
+			continue
+		case "gate", "gates":
+			if c.Gate != "" {
+				return Command{}, usageErr("`gate` is given twice")
+			}
+			c.Gate = "all"
+			if i+1 < len(args) && percentList(args[i+1]) {
+				c.Gate = args[i+1]
+				i++
+			}
+			continue
+		}
+		words = append(words, a)
+	}
+	if len(words) > 1 {
+		return Command{}, usageErr("`%s` takes one version, got %d words", kind, len(words))
+	}
+	if len(words) == 1 {
+		if err := rollout.ValidateVersion(words[0]); err != nil {
+			return Command{}, err
+		}
+		c.Version = words[0]
+	}
+	return c, nil
+}
+
+// percentList reports whether s looks like stage percents: "10", "10,50%".
+func percentList(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r == ',' || r == '%') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseSchedule(args []string) (Command, error) {
