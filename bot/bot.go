@@ -26,6 +26,9 @@ type Config struct {
 	WorkspaceAdmins bool     // workspace admins and owners are admins too
 	AdminCacheTTL   time.Duration
 	Handlers        int // commands handled at once (default 16)
+	// ConfirmStart makes /rollout start answer with the plan and Start /
+	// Cancel buttons first; `start … now` skips it.
+	ConfirmStart bool
 }
 
 // Engine is what the bot asks of the rollout engine.
@@ -237,6 +240,13 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 	var err error
 	switch cmd.Kind {
 	case KindStart:
+		if b.cfg.ConfirmStart && !cmd.Now {
+			if err := b.preview(ctx, c, cmd); err != nil {
+				b.log.ErrorContext(ctx, "command failed", "command", cmd.Kind, "user", c.user, "err", err)
+				b.reply(ctx, c, fmt.Sprintf("⚠️ `%s` failed: %s", cmd.Kind, escape(clipLine(err.Error(), 300))))
+			}
+			return
+		}
 		text, err = b.start(ctx, c, cmd)
 	case KindPlan:
 		text, err = b.plan(ctx, cmd)
@@ -362,6 +372,10 @@ func (b *Bot) resume(ctx context.Context, c caller) (string, error) {
 func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 	c := caller{user: cb.User.ID, channel: cb.Channel.ID, responseURL: cb.ResponseURL}
 	for _, a := range cb.ActionCallback.BlockActions {
+		if a.ActionID == StartActionID || a.ActionID == CancelActionID {
+			b.onPreviewButton(ctx, c, a)
+			continue
+		}
 		var action string
 		switch a.ActionID {
 		case HaltActionID:

@@ -54,6 +54,7 @@ type envOptions struct {
 	settings  rollout.Settings
 	notMember bool // the bot is not in the status channel
 	wsAdmins  bool // workspace admins are rolloutbot admins
+	confirm   bool // /rollout start shows its plan with Start / Cancel first
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -115,7 +116,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond})
-	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins},
+	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins, ConfirmStart: o.confirm},
 		e.engine, e.db, e.db, status, log)
 	e.bot = b
 	for _, run := range []func(context.Context){
