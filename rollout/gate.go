@@ -170,9 +170,12 @@ func (ru *run) waitAtGate(ctx context.Context, r Rollout) {
 		if promoted(ru.r) {
 			return
 		}
-		next := ru.stages[ru.r.NextStage()]
+		to := "the next stage"
+		if k := ru.r.NextStage(); k >= 0 {
+			to = fmt.Sprintf("%d%%", ru.stages[k].Percent)
+		}
 		ru.haltLocked(Halt{By: AutoHalter, At: ru.e.clock.Now(), Reason: fmt.Sprintf(
-			"nobody promoted it to %d%% within the gate timeout (%s)", next.Percent, r.Settings.GateTimeout)})
+			"nobody promoted it to %s within the gate timeout (%s)", to, r.Settings.GateTimeout)})
 	}
 }
 
