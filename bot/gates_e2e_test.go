@@ -36,6 +36,8 @@ func TestPromoteButtonTwoPersonRule(t *testing.T) {
 	if n := e.fleet.Totals().Updates; n != 1 {
 		t.Fatalf("%d hosts updated at the gate, want the canary", n)
 	}
+	e.command(user, "status")
+	e.ephemeral(user, "⏸ Waiting for promotion to 50 %: `/rollout promote`")
 
 	// The starter is refused, and told who can promote instead.
 	e.click(admin, ts, bot.PromoteActionID, "")
