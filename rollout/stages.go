@@ -94,5 +94,8 @@ func (p Plan) String() string {
 			fmt.Fprintf(&b, "             then %s\n", after)
 		}
 	}
+	for _, c := range p.Checks {
+		fmt.Fprintf(&b, "  check %s: %s\n", c.Name, c.Description)
+	}
 	return b.String()
 }

@@ -87,7 +87,7 @@ func TestCLIPrometheusCheckHaltsAndPasses(t *testing.T) {
 	}
 
 	plan := f.mustRun(0, "rollout", "plan", "v2")
-	assertContains(t, "plan", plan, "then checks error_rate")
+	assertContains(t, "plan", plan, "then checks error_rate", "check error_rate: prometheus: max(app_errors_total{version=\"{version}\"}")
 	out := f.mustRun(3, "rollout", "start", "v2")
 	assertContains(t, "start", out, "■ rollout #1 halted: after stage 10%: check error_rate failed: saw 0.05, wanted < 0.01")
 	if n := f.fleet.Totals().Updates; n != 1 {
