@@ -67,7 +67,7 @@ func TestParseGatesOfStages(t *testing.T) {
 func TestGatedStatusBlocks(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	r := rollout.Rollout{ID: 4, Version: "v2.4.1", Hosts: 10, Phase: rollout.PhaseGated, Stage: 0, StartedBy: "U0ADMIN", Starter: "U0ADMIN",
-		Settings: rollout.Settings{Stages: []int{10, 50, 100}, Gates: []int{10}, PromoteByOther: true, Concurrency: 2, Threshold: 30},
+		Settings:  rollout.Settings{Stages: []int{10, 50, 100}, Gates: []int{10}, PromoteByOther: true, Concurrency: 2, Threshold: 30},
 		WaitUntil: now.Add(time.Hour), CreatedAt: now}
 	p := rollout.Progress{Rollout: r, Stages: r.StageList(), Counts: rollout.Counts{Success: 1, Pending: 9}}
 	blocks, text := statusBlocks(p, now, "<@U0ADMIN>, <@U0OTHER>")
