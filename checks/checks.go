@@ -170,6 +170,7 @@ func (c Condition) Holds(v float64) bool {
 	return false
 }
 
+// String is the condition as written in the configuration, e.g. "< 0.01".
 func (c Condition) String() string { return c.Op + " " + strconv.FormatFloat(c.Value, 'g', -1, 64) }
 
 // expand replaces {version} and {stage} in s. The version is validated
