@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,12 +51,17 @@ func gateText(r rollout.Rollout, promoters string) string {
 	if r.Stage < len(r.Settings.Stages) {
 		done = fmt.Sprintf(" — stage %d%% is done", r.Settings.Stages[r.Stage])
 	}
-	text := fmt.Sprintf("⏸ *Waiting for promotion to %d %%*%s.\nWho may promote: %s", nextPercent(r), done, promoters)
-	if promoters == "" {
-		text += "any rolloutbot admin"
+	twoPerson := r.Settings.PromoteByOther && r.Starter != ""
+	if twoPerson {
+		// The starter is no promoter of this one: leave them out of the list.
+		promoters = strings.Join(slices.DeleteFunc(strings.Split(promoters, ", "), func(p string) bool { return p == who(r.Starter) }), ", ")
 	}
-	if r.Settings.PromoteByOther && r.Starter != "" {
-		text += fmt.Sprintf(", except %s, who started it (two-person rule)", who(r.Starter))
+	if promoters == "" {
+		promoters = "any rolloutbot admin"
+	}
+	text := fmt.Sprintf("⏸ *Waiting for promotion to %d %%*%s.\nWho may promote: %s", nextPercent(r), done, promoters)
+	if twoPerson {
+		text += fmt.Sprintf(" — not %s, who started it (two-person rule)", who(r.Starter))
 	}
 	text += "."
 	if !r.WaitUntil.IsZero() {

@@ -27,7 +27,7 @@ func TestPromoteButtonTwoPersonRule(t *testing.T) {
 			strings.Contains(text, "Waiting for promotion to 50 %") && strings.Contains(string(m.Blocks), bot.HaltActionID)
 	})
 	m, _ := e.slack.Message(channel, ts)
-	if text := blockText(m.Blocks); !strings.Contains(text, "Who may promote: <@"+admin+">, members of <!subteam^S0OPS>, except <@"+admin+">, who started it") {
+	if text := blockText(m.Blocks); !strings.Contains(text, "Who may promote: members of <!subteam^S0OPS> — not <@"+admin+">, who started it (two-person rule).") {
 		t.Errorf("the status message does not say who may promote:\n%s", text)
 	}
 	if !strings.Contains(string(m.Blocks), `"value":"1:gated_0"`) {

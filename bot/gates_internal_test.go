@@ -73,7 +73,7 @@ func TestGatedStatusBlocks(t *testing.T) {
 	blocks, text := statusBlocks(p, now, "<@U0ADMIN>, <@U0OTHER>")
 	raw, _ := json.Marshal(blocks)
 	s := string(raw)
-	for _, want := range []string{"Waiting for promotion to 50 %", "Who may promote: \\u003c@U0ADMIN\\u003e, \\u003c@U0OTHER\\u003e, except \\u003c@U0ADMIN\\u003e, who started it (two-person rule)",
+	for _, want := range []string{"Waiting for promotion to 50 %", "Who may promote: \\u003c@U0OTHER\\u003e — not \\u003c@U0ADMIN\\u003e, who started it (two-person rule).",
 		"it halts", `"action_id":"rollout_promote"`, `"text":"Promote to 50 %"`, `"value":"4:gated_0"`, "✅ 10%"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the gated status message lacks %s:\n%s", want, s)
