@@ -106,7 +106,7 @@ func Parse(text string) (Command, error) {
 			}
 			return Command{Kind: KindPlanRollback}, nil
 		}
-		return parseStart(Kind(verb), rest)
+		return parseStartOptions(Kind(verb), rest)
 	case "promote":
 		if len(rest) > 0 {
 			return Command{}, usageErr("`promote` takes no arguments")
@@ -160,9 +160,9 @@ func Parse(text string) (Command, error) {
 	return Command{}, usageErr("unknown command %q", clip(verb))
 }
 
-// parseStart reads start's and plan's words: a version, `gate` with
+// parseStartOptions reads start's and plan's words: a version, `gate` with
 // optional stage percents, and (start only) `now`, in any order.
-func parseStart(kind Kind, args []string) (Command, error) {
+func parseStartOptions(kind Kind, args []string) (Command, error) {
 	c := Command{Kind: kind}
 	var words []string
 	for i := 0; i < len(args); i++ {
