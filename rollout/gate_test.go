@@ -11,31 +11,32 @@ import (
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
-// fakeClock is a clock the test moves: After fires when Advance passes its
-// deadline, so a gate's timeout or a bake ends without waiting.
-type fakeClock struct {
+// gateClock is a clock the test moves: After fires when Advance passes its
+// deadline, so a gate's timeout or a bake ends without waiting, and a test
+// can wait until the engine sleeps on it.
+type gateClock struct {
 	mu      sync.Mutex
 	now     time.Time
-	waiters []clockWaiter
+	waiters []gateWaiter
 	changed chan struct{}
 }
 
-type clockWaiter struct {
+type gateWaiter struct {
 	at time.Time
 	ch chan time.Time
 }
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), changed: make(chan struct{})}
+func newGateClock() *gateClock {
+	return &gateClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), changed: make(chan struct{})}
 }
 
-func (c *fakeClock) Now() time.Time {
+func (c *gateClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *gateClock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
@@ -43,14 +44,14 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 		ch <- c.now
 		return ch
 	}
-	c.waiters = append(c.waiters, clockWaiter{at: c.now.Add(d), ch: ch})
+	c.waiters = append(c.waiters, gateWaiter{at: c.now.Add(d), ch: ch})
 	close(c.changed)
 	c.changed = make(chan struct{})
 	return ch
 }
 
 // Advance moves the clock on by d and fires the waiters it passed.
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *gateClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
@@ -67,7 +68,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // waitForWaiter waits until something waits on the clock until at least
 // the clock's now plus d.
-func (c *fakeClock) waitForWaiter(t *testing.T, d time.Duration) {
+func (c *gateClock) waitForWaiter(t *testing.T, d time.Duration) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -177,7 +178,7 @@ func TestGateTimeout(t *testing.T) {
 	s := gated([]int{10, 50, 100}, []int{10})
 	s.GateTimeout = time.Hour
 	h := newHarness(t, 10, s)
-	clock := newFakeClock()
+	clock := newGateClock()
 	h.cfg.Clock = clock
 	h.eng = rollout.New(h.cfg)
 	r := h.start("v2")
