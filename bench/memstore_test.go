@@ -165,6 +165,9 @@ func (m *memStore) StartUndo(context.Context, int64, rollout.Undo, string, time.
 func (m *memStore) RequestUndo(context.Context, int64, rollout.Undo) (*rollout.Rollout, error) {
 	return nil, rollout.ErrNotRunning
 }
+func (m *memStore) RequestPromote(context.Context, int64, rollout.Promote) (*rollout.Rollout, error) {
+	return nil, rollout.ErrNotGated
+}
 
 // counting wraps a store and counts the writes a rollout makes.
 type counting struct {

@@ -21,6 +21,7 @@ const (
 // Block and action IDs of the status message.
 const (
 	HaltActionID     = "rollout_halt"     // the Halt button (of a rollout, or of its rollback)
+	PromoteActionID  = "rollout_promote"  // the Promote button of a rollout waiting at a gate
 	RollbackActionID = "rollout_rollback" // the Halt & roll back button
 	OutcomeBlockID   = "rollout_outcome"  // the line that replaces them when the rollout ends
 )
@@ -43,6 +44,8 @@ func buttonState(r rollout.Rollout) string {
 		return stateHalting
 	case r.Phase == rollout.PhaseRollingBack:
 		return stateRollingBack
+	case r.Phase == rollout.PhaseGated:
+		return gatedState(r.Stage)
 	}
 	return stateRunning
 }
@@ -113,7 +116,7 @@ func clipLine(s string, n int) string {
 }
 
 // statusBlocks renders the live status message of a rollout.
-func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
+func statusBlocks(p rollout.Progress, now time.Time, promoters string) ([]slack.Block, string) {
 	if rollbackView(p.Rollout) {
 		return rollbackBlocks(p, now)
 	}
@@ -146,6 +149,16 @@ func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
 		case r.Halt != nil:
 			blocks = append(blocks, slack.NewContextBlock("rollout_halting", mrkdwn(haltingLine(r, c)+" — letting in-flight hosts finish")))
 		default:
+			var buttons []slack.BlockElement
+			if r.Phase == rollout.PhaseGated {
+				blocks = append(blocks, section(gateText(r, promoters)))
+				if promote := promoteButton(r); promote != nil {
+					buttons = append(buttons, promote)
+				}
+			}
+			if r.Phase == rollout.PhaseBaking {
+				blocks = append(blocks, section(bakeText(r)))
+			}
 			halt := slack.NewButtonBlockElement(HaltActionID, buttonValue(r), plain("Halt rollout"))
 			halt.Style = slack.StyleDanger
 			halt.Confirm = slack.NewConfirmationBlockObject(plain("Halt this rollout?"),
@@ -155,7 +168,7 @@ func statusBlocks(p rollout.Progress, now time.Time) ([]slack.Block, string) {
 			back.Style = slack.StyleDanger
 			back.Confirm = slack.NewConfirmationBlockObject(plain(clipLine(fmt.Sprintf("Halt and roll back #%d?", r.ID), 100)),
 				plain(rollbackConfirm(r, c)), plain("Halt & roll back"), plain("Keep going"))
-			blocks = append(blocks, slack.NewActionBlock("rollout_actions", halt, back))
+			blocks = append(blocks, slack.NewActionBlock("rollout_actions", append(buttons, halt, back)...))
 		}
 	} else {
 		blocks = append(blocks, slack.NewContextBlock(OutcomeBlockID, mrkdwn(endLine(&r, c))))
@@ -295,7 +308,7 @@ func stageLine(p rollout.Progress) string {
 		switch {
 		case st.Size() == 0:
 			label = "~" + label + "~"
-		case r.Phase == rollout.PhaseCompleted || st.Index < r.Stage || (st.Index == r.Stage && r.Phase == rollout.PhasePaused):
+		case r.Phase == rollout.PhaseCompleted || st.Index < r.Stage || (st.Index == r.Stage && stageDone(r.Phase)):
 			label = "✅ " + label
 		case st.Index == r.Stage && r.Phase.Active():
 			label = "▶️ *" + label + "*"

@@ -60,7 +60,7 @@ func TestRollbackBlocksFitBlockKit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := rollout.Progress{Rollout: tc.r, Stages: tc.r.StageList(), Counts: counts, Recent: recent}
-			blocks, text := statusBlocks(p, now)
+			blocks, text := statusBlocks(p, now, "")
 			checkBlocks(t, blocks)
 			if text == "" {
 				t.Error("no fallback text")

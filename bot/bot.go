@@ -29,6 +29,9 @@ type Config struct {
 	// Link returns a signed link to a rollout's web view, for an "Open in
 	// browser" button on /rollout status; nil when the view is not configured.
 	Link func(rolloutID int64) string
+	// ConfirmStart makes /rollout start answer with the plan and Start /
+	// Cancel buttons first; `start … now` skips it.
+	ConfirmStart bool
 }
 
 // Engine is what the bot asks of the rollout engine.
@@ -40,6 +43,8 @@ type Engine interface {
 	Rollback(ctx context.Context, req rollout.RollbackRequest) (*rollout.Rollout, error)
 	PlanRollback(ctx context.Context, id int64) (rollout.RollbackPlan, error)
 	Audit(ctx context.Context, e rollout.AuditEntry)
+	Promote(ctx context.Context, req rollout.PromoteRequest) (*rollout.Rollout, error)
+	Defaults() rollout.Settings
 }
 
 // Store is what the bot reads from the store.
@@ -96,6 +101,7 @@ func New(api *slack.Client, cfg Config, engine Engine, store Store, inv rollout.
 	}
 	if status != nil {
 		status.onPostError = b.statusPostFailed
+		status.promoters = adminsText(cfg)
 	}
 	return b
 }
@@ -239,6 +245,13 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 	var link string
 	switch cmd.Kind {
 	case KindStart:
+		if b.cfg.ConfirmStart && !cmd.Now {
+			if err := b.preview(ctx, c, cmd); err != nil {
+				b.log.ErrorContext(ctx, "command failed", "command", cmd.Kind, "user", c.user, "err", err)
+				b.reply(ctx, c, fmt.Sprintf("⚠️ `%s` failed: %s", cmd.Kind, escape(clipLine(err.Error(), 300))))
+			}
+			return
+		}
 		text, err = b.start(ctx, c, cmd)
 	case KindPlan:
 		text, err = b.plan(ctx, cmd)
@@ -255,6 +268,8 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 		text, err = b.rollback(ctx, c, cmd.Reason, 0)
 	case KindPlanRollback:
 		text, err = b.planRollback(ctx)
+	case KindPromote:
+		text, err = b.promote(ctx, c, 0, -1)
 	case KindHistory:
 		text, err = b.history(ctx, cmd.N)
 	case KindHosts:
@@ -272,7 +287,11 @@ func (b *Bot) handle(ctx context.Context, c caller, cmd Command) {
 }
 
 func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) {
-	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack,
+	s, err := b.settingsFor(cmd)
+	if err != nil {
+		return "⛔ " + escape(err.Error()), nil
+	}
+	r, err := b.engine.Start(ctx, rollout.StartRequest{Version: cmd.Version, Actor: c.user, Source: rollout.SourceSlack, Settings: s,
 		Override: cmd.Override, Anytime: cmd.Anytime})
 	var ae *rollout.ActiveError
 	var fe *rollout.FrozenError
@@ -299,7 +318,11 @@ func (b *Bot) start(ctx context.Context, c caller, cmd Command) (string, error) 
 }
 
 func (b *Bot) plan(ctx context.Context, cmd Command) (string, error) {
-	p, err := b.engine.Plan(ctx, cmd.Version, nil)
+	s, err := b.settingsFor(cmd)
+	if err != nil {
+		return "⛔ " + escape(err.Error()), nil
+	}
+	p, err := b.engine.Plan(ctx, cmd.Version, s)
 	switch {
 	case errors.Is(err, rollout.ErrInvalidVersion), errors.Is(err, rollout.ErrNoHosts):
 		return "⛔ " + escape(err.Error()), nil
@@ -364,12 +387,18 @@ func (b *Bot) resume(ctx context.Context, c caller) (string, error) {
 func (b *Bot) onAction(ctx context.Context, cb slack.InteractionCallback) {
 	c := caller{user: cb.User.ID, channel: cb.Channel.ID, responseURL: cb.ResponseURL}
 	for _, a := range cb.ActionCallback.BlockActions {
+		if a.ActionID == StartActionID || a.ActionID == CancelActionID {
+			b.onPreviewButton(ctx, c, a)
+			continue
+		}
 		var action string
 		switch a.ActionID {
 		case HaltActionID:
 			action = "halt"
 		case RollbackActionID:
 			action = "rollback"
+		case PromoteActionID:
+			action = "promote"
 		default:
 			continue
 		}
@@ -411,13 +440,20 @@ func (b *Bot) press(ctx context.Context, c caller, action string, id int64, stat
 	if action == "rollback" {
 		return b.rollback(ctx, c, "Halt & roll back button", id)
 	}
+	if action == "promote" {
+		k, ok := gateStage(state)
+		if !ok {
+			return fmt.Sprintf("Nothing done: rollout #%d was not waiting at a gate when that button was drawn.", id), nil
+		}
+		return b.promote(ctx, c, id, k)
+	}
 	return b.halt(ctx, c, "Halt button", id)
 }
 
 // staleLine tells the presser of a stale button what the rollout does now.
 func staleLine(r *rollout.Rollout, c rollout.Counts, drawn string) string {
 	text := fmt.Sprintf("Nothing done: that button is from when rollout #%d was %s; now it is %s.",
-		r.ID, strings.ReplaceAll(drawn, "_", " "), escape(rollout.Outcome(r, c)))
+		r.ID, drawnWord(r, drawn), escape(rollout.Outcome(r, c)))
 	switch {
 	case r.Phase == rollout.PhaseHalted:
 		text += " `/rollout resume` continues it"

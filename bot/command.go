@@ -31,12 +31,13 @@ const (
 	KindScheduleAdd    Kind = "schedule add"
 	KindScheduleList   Kind = "schedule list"
 	KindScheduleRemove Kind = "schedule remove"
+	KindPromote        Kind = "promote"
 )
 
 // Mutating reports whether the command changes anything, and so needs an admin.
 func (k Kind) Mutating() bool {
 	switch k {
-	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove, KindFreeze, KindUnfreeze:
+	case KindStart, KindHalt, KindResume, KindRollback, KindScheduleAdd, KindScheduleRemove, KindFreeze, KindUnfreeze, KindPromote:
 		return true
 	}
 	return false
@@ -58,11 +59,17 @@ type Command struct {
 	For      string // freeze for DURATION
 	Until    string // freeze until TIME
 	Freeze   int64  // unfreeze ID
+	// Gate is start's and plan's gates, as rollout.ParseGates reads them:
+	// "all" for `gate` alone, or percents such as "10,50"; empty: the
+	// configured gates.
+	Gate string
+	Now  bool // start now: no preview with Start / Cancel buttons first
 }
 
 // Usage is the short help shown for help and for anything malformed.
 const Usage = "*/rollout* commands:\n" +
-	"• `start [VERSION]` — roll VERSION (default: the latest) out in stages\n" +
+	"• `start [VERSION] [gate [10,50]] [now]` — roll VERSION (default: the latest) out in stages; `gate` makes every stage (or the ones named) wait for a Promote; `now` skips the preview\n" +
+	"• `promote` — let a rollout waiting at a gate go on to its next stage\n" +
 	"• `plan [VERSION]` — the stages, and the failures that would halt each\n" +
 	"• `status` · `status failed` · `status HOST` — where the rollout is\n" +
 	"• `halt [reason]` — stop starting hosts; hosts in flight finish\n" +
@@ -105,20 +112,12 @@ func Parse(text string) (Command, error) {
 			}
 			return Command{Kind: KindPlanRollback}, nil
 		}
-		if verb == "start" {
-			return parseStart(rest)
+		return parseStartOptions(Kind(verb), rest)
+	case "promote":
+		if len(rest) > 0 {
+			return Command{}, usageErr("`promote` takes no arguments")
 		}
-		if len(rest) > 1 {
-			return Command{}, usageErr("`%s` takes one version, got %d words", verb, len(rest))
-		}
-		c := Command{Kind: Kind(verb)}
-		if len(rest) == 1 {
-			if err := rollout.ValidateVersion(rest[0]); err != nil {
-				return Command{}, err
-			}
-			c.Version = rest[0]
-		}
-		return c, nil
+		return Command{Kind: KindPromote}, nil
 	case "status":
 		switch {
 		case len(rest) == 0:
@@ -169,6 +168,76 @@ func Parse(text string) (Command, error) {
 		return parseUnfreeze(rest)
 	}
 	return Command{}, usageErr("unknown command %q", clip(verb))
+}
+
+// parseStartOptions reads start's and plan's words: a version, `gate` with
+// optional stage percents, and (start only) `now` and `anytime`, in any
+// order, and `override REASON…` last.
+func parseStartOptions(kind Kind, args []string) (Command, error) {
+	c := Command{Kind: kind}
+	var words []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch strings.ToLower(a) {
+		case "now", "anytime", "override":
+			if kind != KindStart {
+				return Command{}, usageErr("`%s` goes with `start`", strings.ToLower(a))
+			}
+		}
+		switch strings.ToLower(a) {
+		case "now":
+			c.Now = true
+			continue
+		case "anytime":
+			c.Anytime = true
+			continue
+		case "override":
+			// The reason is the rest of the line: it comes last.
+			c.Override = strings.TrimSpace(strings.Join(args[i+1:], " "))
+			if c.Override == "" {
+				return Command{}, usageErr("`start … override \"REASON\"` needs a reason: overriding a freeze is audited and announced")
+			}
+			if len(c.Override) > 500 {
+				return Command{}, usageErr("keep the override reason under 500 characters")
+			}
+			i = len(args)
+			continue
+		case "gate", "gates":
+			if c.Gate != "" {
+				return Command{}, usageErr("`gate` is given twice")
+			}
+			c.Gate = "all"
+			if i+1 < len(args) && percentList(args[i+1]) {
+				c.Gate = args[i+1]
+				i++
+			}
+			continue
+		}
+		words = append(words, a)
+	}
+	if len(words) > 1 {
+		return Command{}, usageErr("`%s` takes one version, got %d words", kind, len(words))
+	}
+	if len(words) == 1 {
+		if err := rollout.ValidateVersion(words[0]); err != nil {
+			return Command{}, err
+		}
+		c.Version = words[0]
+	}
+	return c, nil
+}
+
+// percentList reports whether s looks like stage percents: "10", "10,50%".
+func percentList(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r == ',' || r == '%') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseSchedule(args []string) (Command, error) {

@@ -55,6 +55,7 @@ type envOptions struct {
 	notMember bool // the bot is not in the status channel
 	wsAdmins  bool // workspace admins are rolloutbot admins
 	calendar  rollout.Calendar
+	confirm   bool // /rollout start shows its plan with Start / Cancel first
 
 	link func(int64) string // the web view's links
 }
@@ -118,7 +119,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, Freezes: e.db, Calendar: o.calendar})
-	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins, Link: o.link},
+	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins,
+		Link: o.link, ConfirmStart: o.confirm},
 		e.engine, e.db, e.db, status, log)
 	b.SetFreezer(e.engine)
 	e.bot = b

@@ -19,39 +19,6 @@ const FreezeUsage = "• `freeze [for DURATION | until TIME] REASON` — no roll
 	"• `unfreeze [ID]` — end the freezes in effect (or freeze ID)\n" +
 	"• `start [VERSION] override \"REASON\"` — start during a freeze · `start [VERSION] anytime` — start hosts outside the rollout windows too"
 
-// parseStart reads `start [VERSION] [anytime] [override REASON…]`.
-func parseStart(rest []string) (Command, error) {
-	keyword := func(w string) bool { return strings.EqualFold(w, "anytime") || strings.EqualFold(w, "override") }
-	if len(rest) > 1 && !keyword(rest[0]) && !keyword(rest[1]) {
-		return Command{}, usageErr("`start` takes one version, got %d words", len(rest))
-	}
-	c := Command{Kind: KindStart}
-	for i := 0; i < len(rest); i++ {
-		w := rest[i]
-		switch {
-		case strings.EqualFold(w, "anytime"):
-			c.Anytime = true
-		case strings.EqualFold(w, "override"):
-			c.Override = strings.TrimSpace(strings.Join(rest[i+1:], " "))
-			if c.Override == "" {
-				return Command{}, usageErr("`start … override \"REASON\"` needs a reason: overriding a freeze is audited and announced")
-			}
-			if len(c.Override) > 500 {
-				return Command{}, usageErr("keep the override reason under 500 characters")
-			}
-			return c, nil
-		case c.Version == "" && i == 0:
-			if err := rollout.ValidateVersion(w); err != nil {
-				return Command{}, err
-			}
-			c.Version = w
-		default:
-			return Command{}, usageErr("`start` takes a version, then `anytime` and/or `override \"REASON\"`; %q is neither", clip(w))
-		}
-	}
-	return c, nil
-}
-
 // parseFreeze reads `freeze [list]`, `freeze for DURATION REASON…`,
 // `freeze until TIME REASON…` (a TIME with spaces in quotes) and
 // `freeze REASON…`; the times are resolved when the command runs.

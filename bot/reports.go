@@ -57,6 +57,9 @@ func (b *Bot) statusReport(ctx context.Context, cmd Command) (string, error) {
 	if r.Undo != nil {
 		fmt.Fprintf(&out, "↩️ Rollback asked by %s%s: %s\n", who(r.Undo.By), reasonSuffix(r.Undo.Reason), undoTally(c.Undo))
 	}
+	if r.Phase == rollout.PhaseGated && r.Halt == nil {
+		fmt.Fprintf(&out, "⏸ Waiting for promotion to %d %%: `/rollout promote`, or Promote on its status message\n", nextPercent(*r))
+	}
 	var failures, notBack []rollout.HostResult
 	for _, hr := range results {
 		if hr.Status.Failure() {

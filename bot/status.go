@@ -48,6 +48,8 @@ type Status struct {
 	// onPostError hears, once per rollout, that its status message cannot be
 	// posted (say the bot is not in the channel); the bot sets it.
 	onPostError func(r rollout.Rollout, err error)
+	// promoters names who may promote a rollout at its gate; the bot sets it.
+	promoters string
 
 	mu      sync.Mutex
 	msgs    map[int64]*statusMsg
@@ -159,6 +161,8 @@ func (s *Status) Notify(ev rollout.Event) {
 		default:
 			m.thread = append(m.thread, haltingLine(r, ev.Progress.Counts)+": no new host starts, hosts in flight finish")
 		}
+	case rollout.EventGated, rollout.EventPromoted, rollout.EventBaking:
+		m.thread = append(m.thread, gateThreadLine(ev))
 	case rollout.EventEnded:
 		m.ended = true
 		if m.more > 0 {
@@ -341,7 +345,7 @@ func (s *Status) post(ctx context.Context, m *statusMsg, prog rollout.Progress, 
 	if t := s.wait("chat.postMessage", now); !t.IsZero() {
 		return t
 	}
-	blocks, text := statusBlocks(prog, now)
+	blocks, text := statusBlocks(prog, now, s.promoters)
 	blocks = withWebLink(blocks, webLink(s.cfg.Link, prog.Rollout.ID))
 	_, ts, err := s.api.PostMessageContext(ctx, s.cfg.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
 	if err != nil {
@@ -373,7 +377,7 @@ func (s *Status) edit(ctx context.Context, m *statusMsg, ts string, now time.Tim
 	if now.Before(editAt) {
 		return editAt
 	}
-	blocks, text := statusBlocks(prog, now)
+	blocks, text := statusBlocks(prog, now, s.promoters)
 	blocks = withWebLink(blocks, webLink(s.cfg.Link, prog.Rollout.ID))
 	_, _, _, err := s.api.UpdateMessageContext(ctx, s.cfg.Channel, ts, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
 	s.mu.Lock()

@@ -68,6 +68,7 @@ type Rollout struct {
 	// Timezone shows freeze and window times to people, and reads freeze
 	// end times given without a zone (default: the first window's, or UTC).
 	Timezone string `yaml:"timezone"`
+	Gating   `yaml:",inline"`
 }
 
 // SSH configures connections to the hosts.
@@ -117,6 +118,10 @@ type Slack struct {
 	EditInterval    time.Duration `yaml:"edit_interval"`
 	BotToken        string        `yaml:"-"` // SLACK_BOT_TOKEN
 	AppToken        string        `yaml:"-"` // SLACK_APP_TOKEN
+
+	// ConfirmStart makes /rollout start answer with the plan and Start /
+	// Cancel buttons first (default true); `start … now` skips it.
+	ConfirmStart *bool `yaml:"confirm_start"`
 }
 
 // HTTP configures the ops endpoints (/healthz, /metrics) and the web view.
@@ -242,8 +247,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 
 // Settings are the rollout defaults as the engine takes them.
 func (c *Config) Settings() rollout.Settings {
-	return rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause,
-		Threshold: c.Rollout.Threshold}
+	return c.Rollout.Gating.settings(rollout.Settings{Stages: c.Rollout.Stages, Concurrency: c.Rollout.Concurrency, Pause: c.Rollout.Pause,
+		Threshold: c.Rollout.Threshold})
 }
 
 // Store is the store to open: DATABASE_URL, or the embedded file.
@@ -272,6 +277,7 @@ func (c *Config) Validate() error {
 	for _, err := range c.Settings().Problems() {
 		add("rollout.%w", err)
 	}
+	errs = append(errs, c.Rollout.Gating.validate()...)
 	if c.Rollout.HealthTimeout <= 0 || c.Rollout.HealthInterval <= 0 {
 		add("rollout.health_timeout and rollout.health_interval must be positive")
 	}

@@ -444,7 +444,9 @@ func TestValidateSlack(t *testing.T) {
 // setting's path, and a bad time zone under its own key.
 func TestLoadReportsEverySettingAtOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	data := "rollout:\n  paus: 10s\n  concurrency: many\n  health_timeout: soon\nssh:\n  agent: maybe\nschedules:\n  - name: a\n    cron: \"0 3 * * *\"\n    timezone: Mars/Olympus\n    version: v1\n"
+	data := "rollout:\n  paus: 10s\n  concurrency: many\n  health_timeout: soon\nssh:\n  agent: maybe\nschedules:\n  - name: a\n    cron: \"0 3 * * *\"\n    timezone: Mars/Olympus\n    version: v1\n" +
+		// Settings of an inlined group (the gates), and a map's keys and values.
+		"rollout:\n  gate_timeout: later\n  gates: {ten: manual}\n  bake: 5m\n"
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -457,6 +459,8 @@ func TestLoadReportsEverySettingAtOnce(t *testing.T) {
 		`line 3: rollout.concurrency: "many" is not a whole number`,
 		`line 4: rollout.health_timeout: "soon" is not a duration`,
 		`line 6: ssh.agent: "maybe" is not true or false`,
+		`line 13: rollout.gate_timeout: "later" is not a duration`,
+		`line 14: rollout.gates: "ten" is not a whole number`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)

@@ -45,13 +45,7 @@ func walkYAML(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return
 		}
 		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name != "" && name != "-" {
-				fields[name] = f.Type
-			}
-		}
+		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := k.Value
@@ -64,6 +58,16 @@ func walkYAML(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 				continue
 			}
 			walkYAML(v, ft, p, errs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			fail("want settings (key: value), not %s", describe(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			walkYAML(k, t.Key(), path, errs)
+			walkYAML(v, t.Elem(), path+"."+k.Value, errs)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -148,4 +152,19 @@ func distance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// yamlFields adds struct t's settings to fields by name, those of the
+// structs it inlines (`yaml:",inline"`) included.
+func yamlFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case opts == "inline" && f.Type.Kind() == reflect.Struct:
+			yamlFields(f.Type, fields)
+		case name != "" && name != "-":
+			fields[name] = f.Type
+		}
+	}
 }

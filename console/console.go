@@ -172,6 +172,16 @@ func (p *Progress) Notify(ev rollout.Event) {
 		if r.Halt == nil {
 			p.line("  the wait is over after %s", ev.Pause.Round(time.Second))
 		}
+	case rollout.EventBaking:
+		p.line("  baking %s: the checks run again and again before the next stage", ev.Pause)
+	case rollout.EventGated:
+		until := ""
+		if ev.Pause > 0 {
+			until = fmt.Sprintf(" (halts if nobody does within %s)", ev.Pause)
+		}
+		p.line("⏸ %s: `rolloutbot rollout promote` (or Promote in Slack) goes on%s", r.Label(), until)
+	case rollout.EventPromoted:
+		p.line("▶ promoted by %s", r.Promote.By)
 	case rollout.EventHalting:
 		switch {
 		case r.Phase == rollout.PhaseRollingBack:

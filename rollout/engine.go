@@ -39,6 +39,11 @@ type Config struct {
 	LeaseTTL       time.Duration // a driver that stops renewing is replaced after this (default 15s)
 	PollInterval   time.Duration // how often a driver looks for a halt from another process (default 500ms)
 	Grace          time.Duration // on shutdown, how long in-flight hosts may take to finish (default 30s)
+	// Checks run after each stage but the last, before the next; a bad
+	// result halts the rollout.
+	Checks []Check
+	// CheckInterval is how often the checks run during a bake (default 30s).
+	CheckInterval time.Duration
 }
 
 // Engine starts, drives, halts and resumes rollouts.
@@ -81,6 +86,7 @@ func New(cfg Config) *Engine {
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
 	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
+	cfg.CheckInterval = cmp.Or(cfg.CheckInterval, 30*time.Second)
 	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), hurry: make(chan struct{}),
 		runs: map[int64]*run{}}
 }
@@ -101,7 +107,9 @@ func (e *Engine) Plan(ctx context.Context, version string, s *Settings) (Plan, e
 	if err != nil {
 		return Plan{}, fmt.Errorf("read inventory: %w", err)
 	}
-	return NewPlan(version, len(hosts), e.settings(s))
+	p, err := NewPlan(version, len(hosts), e.settings(s))
+	p.Checks = e.cfg.Checks
+	return p, err
 }
 
 func (e *Engine) settings(s *Settings) Settings {
@@ -122,6 +130,9 @@ type StartRequest struct {
 	Override string
 	// Anytime lets the rollout start hosts outside the rollout windows.
 	Anytime bool
+	// Starter is who counts as having started it for the two-person rule,
+	// when not Actor: a schedule's creator.
+	Starter string
 }
 
 // Start validates the request, snapshots and shuffles the inventory and records
@@ -209,6 +220,7 @@ func (e *Engine) start(ctx context.Context, req *StartRequest) (*Rollout, error)
 		Phase:     PhaseRunning,
 		Stage:     first,
 		StartedBy: req.Actor,
+		Starter:   cmp.Or(req.Starter, req.Actor),
 		Source:    req.Source,
 		Owner:     e.cfg.Owner,
 		CreatedAt: now,

@@ -56,6 +56,12 @@ type Store interface {
 	// it back. ErrNotRunning when it is not active.
 	RequestUndo(ctx context.Context, id int64, u Undo) (*Rollout, error)
 	Audit(ctx context.Context, e AuditEntry) error
+	// RequestPromote asks the driver of a rollout waiting at the gate after
+	// stage p.Stage to go on. It returns the rollout as stored; ErrNotGated
+	// when the rollout is not active, halting, or waits at no gate or at
+	// another stage's; ErrPromoted when that gate was promoted already (the
+	// first promote is kept).
+	RequestPromote(ctx context.Context, id int64, p Promote) (*Rollout, error)
 }
 
 // Inventory lists the hosts a new rollout snapshots.

@@ -128,6 +128,9 @@ const (
 	// EventWaitOver: the wait ended, or a halt or shutdown cut it short;
 	// Pause is how long this process waited (Rollout.Phase says for what).
 	EventWaitOver    EventKind = "wait_over"
+	EventBaking      EventKind = "baking"       // the checks run until the bake ends; Pause is the bake time
+	EventGated       EventKind = "gated"        // waiting at a manual gate; Pause is its timeout, 0 for none
+	EventPromoted    EventKind = "promoted"     // the gate was promoted (Progress.Rollout.Promote says by whom)
 	EventStopping    EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
 	EventUndoStarted EventKind = "undo_started" // a driver began or took up the rollback
 	EventEnded       EventKind = "ended"        // completed, halted, failed or rolled back; after it is persisted

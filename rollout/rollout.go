@@ -112,6 +112,13 @@ const (
 	// PhaseWindow waits for a rollout window to open (WaitUntil) before
 	// Stage begins or goes on.
 	PhaseWindow Phase = "window"
+	// PhaseGated: Stage is done and ends in a manual gate; the next stage
+	// waits for a promote (Promote), or until WaitUntil (the gate's timeout,
+	// when one is set) halts it.
+	PhaseGated Phase = "gated"
+	// PhaseBaking: Stage is done; its checks run again and again until
+	// WaitUntil, and a bad result halts the rollout at once.
+	PhaseBaking Phase = "baking"
 )
 
 // Ended reports whether the phase is an end: nothing drives the rollout any more.
@@ -180,6 +187,16 @@ type Settings struct {
 	Concurrency int           // hosts updated at once
 	Pause       time.Duration // between stages
 	Threshold   int           // percent of a stage's hosts that may fail; more halts the rollout
+	// Gates are the percents of the stages that end in a manual gate: the
+	// next stage waits until an admin promotes the rollout.
+	Gates []int
+	// GateTimeout halts a rollout whose gate nobody answered in time; 0: none.
+	GateTimeout time.Duration
+	// PromoteByOther is the two-person rule: whoever started the rollout
+	// cannot promote it past a gate.
+	PromoteByOther bool
+	// Bake is how long the checks keep running after a stage, before the next.
+	Bake time.Duration
 }
 
 // DefaultSettings are the spec's defaults: 10/50/100 %, 5 at once, 10 s pause, 30 %.
@@ -222,6 +239,9 @@ func (s Settings) Problems() []error {
 	if s.Threshold < 0 || s.Threshold > 100 {
 		errs = append(errs, fmt.Errorf("threshold: %d must be a percent between 0 and 100", s.Threshold))
 	}
+	if err := s.validateGates(); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
 }
 
@@ -255,9 +275,15 @@ type Rollout struct {
 	// rollout halts first, then rolls back.
 	Undo  *Undo
 	Error string // why it failed, in PhaseFailed
+	// Promote is the latest promotion asked for; it opens only the gate of
+	// the stage it names.
+	Promote *Promote
 
 	StartedBy string // who asked for it: a Slack user ID, a CLI user, a schedule
-	Source    Source
+	// Starter is who counts as having started it for the two-person rule:
+	// StartedBy, or the creator of the schedule that started it.
+	Starter string
+	Source  Source
 
 	Owner string // the process driving it; empty when none
 	// LeaseUntil is when the owner's lease ends unless renewed, on the
@@ -332,6 +358,10 @@ func (r *Rollout) Label() string {
 		return fmt.Sprintf("frozen before stage %d%%", stages[r.Stage])
 	case r.Phase == PhaseWindow && r.Stage < len(stages):
 		return fmt.Sprintf("waiting for the window (stage %d%%)", stages[r.Stage])
+	case r.Phase == PhaseGated && r.NextStage() >= 0:
+		return fmt.Sprintf("waiting for promotion to %d%%", stages[r.NextStage()])
+	case r.Phase == PhaseBaking && r.Stage < len(stages):
+		return fmt.Sprintf("baking stage %d%%", stages[r.Stage])
 	}
 	return string(r.Phase)
 }

@@ -19,6 +19,8 @@ type run struct {
 	stages []Stage
 	haltCh chan struct{} // closed when r.Halt is first set
 	wake   chan struct{} // an override came: a wait looks again
+	// promoteCh wakes a drive waiting at a gate when a promote for it came.
+	promoteCh chan struct{}
 
 	mu          sync.Mutex
 	r           Rollout // the run's view; copies go out in events
@@ -34,7 +36,8 @@ type run struct {
 }
 
 func newRun(e *Engine, r *Rollout, results []HostResult, claimed time.Time) *run {
-	ru := &run{e: e, r: *r, results: results, stages: r.StageList(), haltCh: make(chan struct{}), wake: make(chan struct{}, 1)}
+	ru := &run{e: e, r: *r, results: results, stages: r.StageList(), haltCh: make(chan struct{}), wake: make(chan struct{}, 1),
+		promoteCh: make(chan struct{}, 1)}
 	ru.lease = newLease(claimed, e.cfg.LeaseTTL)
 	ru.counts = CountResults(results)
 	ru.recent = RecentFailures(results)
@@ -124,6 +127,32 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			}
 			continue
 		}
+		switch r.Phase {
+		case PhaseBaking:
+			ru.bake(ctx, r, st)
+			if r := ru.snapshot(); r.Halt != nil || ctx.Err() != nil {
+				continue
+			}
+			if err := ru.afterChecks(hostCtx, ru.snapshot(), st); err != nil {
+				return ru.stopped(ctx, err)
+			}
+			continue
+		case PhaseGated:
+			ru.waitAtGate(ctx, r)
+			if r = ru.snapshot(); !promoted(r) {
+				continue // halted, timed out or shut down: the loop's top decides
+			}
+			log.InfoContext(ctx, "promoted", "stage", st.Percent, "actor", r.Promote.By)
+			ru.notify(EventPromoted, nil, st, 0)
+			next := ru.nextStage(r.Stage)
+			if next < 0 {
+				return ru.finish(hostCtx, PhaseCompleted)
+			}
+			if err := ru.setPhase(hostCtx, PhaseRunning, next, time.Time{}); err != nil {
+				return ru.stopped(ctx, err)
+			}
+			continue
+		}
 		if r.Phase == PhasePaused {
 			select {
 			case <-ru.e.clock.After(r.WaitUntil.Sub(ru.e.clock.Now())):
@@ -178,17 +207,37 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		if next < 0 {
 			return ru.finish(hostCtx, PhaseCompleted)
 		}
-		var err error
-		if pause := r.Settings.Pause; pause > 0 {
-			err = ru.setPhase(hostCtx, PhasePaused, r.Stage, ru.e.clock.Now().Add(pause))
-			ru.notify(EventPaused, nil, st, pause)
-		} else {
-			err = ru.setPhase(hostCtx, PhaseRunning, next, time.Time{})
+		if len(ru.e.cfg.Checks) > 0 {
+			if bake := r.Settings.Bake; bake > 0 {
+				if err := ru.setPhase(hostCtx, PhaseBaking, r.Stage, ru.e.clock.Now().Add(bake)); err != nil {
+					return ru.stopped(ctx, err)
+				}
+				ru.notify(EventBaking, nil, st, bake)
+				continue
+			}
+			if !ru.runChecks(ctx, st) {
+				continue // halted, or shut down before the checks answered
+			}
 		}
-		if err != nil {
+		if err := ru.afterChecks(hostCtx, ru.snapshot(), st); err != nil {
 			return ru.stopped(ctx, err)
 		}
 	}
+}
+
+// afterChecks takes a rollout whose stage st is done and checked to what
+// comes before the next stage: its gate, the pause, or the next stage.
+func (ru *run) afterChecks(ctx context.Context, r Rollout, st Stage) error {
+	next := ru.nextStage(r.Stage)
+	switch {
+	case r.Settings.GatedAt(st.Percent):
+		return ru.enterGate(ctx, r, st)
+	case r.Settings.Pause > 0:
+		err := ru.setPhase(ctx, PhasePaused, r.Stage, ru.e.clock.Now().Add(r.Settings.Pause))
+		ru.notify(EventPaused, nil, st, r.Settings.Pause)
+		return err
+	}
+	return ru.setPhase(ctx, PhaseRunning, next, time.Time{})
 }
 
 // setPhase moves the rollout to phase at stage k and persists it; a new

@@ -58,6 +58,7 @@ type Plan struct {
 	Hosts    int
 	Settings Settings
 	Stages   []Stage
+	Checks   []Check // run after each stage but the last
 }
 
 // NewPlan lays out a rollout of version over n hosts.
@@ -89,6 +90,12 @@ func (p Plan) String() string {
 			halt = fmt.Sprintf("halts at %d failed", f)
 		}
 		fmt.Fprintf(&b, "  stage %3d%%: %s (up to #%d), %s\n", st.Percent, hostCount(st.Size()), st.End, halt)
+		if after := p.After(st); after != "" {
+			fmt.Fprintf(&b, "             then %s\n", after)
+		}
+	}
+	for _, c := range p.Checks {
+		fmt.Fprintf(&b, "  check %s: %s\n", c.Name, c.Description)
 	}
 	return b.String()
 }

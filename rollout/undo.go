@@ -281,6 +281,7 @@ func (ru *run) request(cur *Rollout) {
 		ru.haltLocked(*cur.Halt)
 	}
 	ru.takeOverridesLocked(cur)
+	ru.takePromote(cur.Promote)
 }
 
 // beginUndo turns the halted run into its rollback: the store marks the hosts

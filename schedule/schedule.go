@@ -288,7 +288,8 @@ func (s *Scheduler) fire(ctx context.Context, sch rollout.Schedule, due time.Tim
 		return err
 	}
 	log := s.log.With("schedule_id", sch.ID, "due", due)
-	r, err := s.cfg.Engine.Start(ctx, rollout.StartRequest{Version: sch.Version, Actor: actor(sch), Source: rollout.SourceSchedule})
+	r, err := s.cfg.Engine.Start(ctx, rollout.StartRequest{Version: sch.Version, Actor: actor(sch), Source: rollout.SourceSchedule,
+		Starter: sch.CreatedBy})
 	var ae *rollout.ActiveError
 	var fe *rollout.FrozenError
 	var outcome, detail, text string

@@ -168,7 +168,7 @@ func TestFiresInItsTimeZoneAcrossDST(t *testing.T) {
 			t.Fatalf("at %s: %d starts (want %d), next look in %s (want at most %s)", tc.at, n, tc.starts, wait, tc.wait)
 		}
 	}
-	if req := f.eng.starts[0]; req.Version != "v2" || req.Source != rollout.SourceSchedule || req.Actor != "schedule #1" {
+	if req := f.eng.starts[0]; req.Version != "v2" || req.Source != rollout.SourceSchedule || req.Actor != "schedule #1" || req.Starter != "U1" {
 		t.Fatalf("start request %+v", req)
 	}
 	if !strings.Contains(f.ann.last(), "started rollout #3") {

@@ -15,7 +15,8 @@ const rolloutCols = `id, version, stages, concurrency, pause_ms, threshold, seed
 	phase, stage, segment_done, segment_failures, wait_until, halt_by, halt_reason, halt_at, error,
 	undo_by, undo_reason, undo_at, undo_epoch,
 	started_by, source, owner, lease_until, epoch, channel, message_ts, created_at, updated_at, finished_at,
-	wait_for, freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at`
+	wait_for, freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at,
+	gates, gate_timeout_ms, promote_by_other, bake_ms, starter, promote_by, promote_stage, promote_at`
 
 func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var r rollout.Rollout
@@ -26,11 +27,16 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	var u rollout.Undo
 	var fo, anytime rollout.Override
 	var foAt, anyAt sql.NullTime
+	var gates string
+	var gateTimeoutMS, bakeMS int64
+	var p rollout.Promote
+	var promoteAt sql.NullTime
 	err := sc.Scan(&r.ID, &r.Version, &stages, &r.Settings.Concurrency, &pauseMS, &r.Settings.Threshold, &r.Seed, &r.Hosts,
 		&phase, &r.Stage, &r.Segment.Done, &r.Segment.Failures, &wait, &h.By, &h.Reason, &haltAt, &r.Error,
 		&u.By, &u.Reason, &undoAt, &u.Epoch,
 		&r.StartedBy, &source, &r.Owner, &lease, &r.Epoch, &r.Channel, &r.MessageTS, &r.CreatedAt, &r.UpdatedAt, &finished,
-		&r.WaitFor, &fo.By, &fo.Reason, &foAt, &anytime.By, &anytime.Reason, &anyAt)
+		&r.WaitFor, &fo.By, &fo.Reason, &foAt, &anytime.By, &anytime.Reason, &anyAt,
+		&gates, &gateTimeoutMS, &r.Settings.PromoteByOther, &bakeMS, &r.Starter, &p.By, &p.Stage, &promoteAt)
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +45,17 @@ func scanRollout(sc interface{ Scan(...any) error }) (*rollout.Rollout, error) {
 	}
 	r.Phase, r.Source = rollout.Phase(phase), rollout.Source(source)
 	r.Settings.Pause = time.Duration(pauseMS) * time.Millisecond
+	if gates != "" {
+		if r.Settings.Gates, err = parseStages(gates); err != nil {
+			return nil, err
+		}
+	}
+	r.Settings.GateTimeout = time.Duration(gateTimeoutMS) * time.Millisecond
+	r.Settings.Bake = time.Duration(bakeMS) * time.Millisecond
+	if promoteAt.Valid {
+		p.At = promoteAt.Time
+		r.Promote = &p
+	}
 	r.WaitUntil, r.LeaseUntil, r.FinishedAt = timeOf(wait), timeOf(lease), timeOf(finished)
 	if haltAt.Valid {
 		h.At = haltAt.Time
@@ -70,13 +87,16 @@ func (db *DB) CreateRollout(ctx context.Context, r *rollout.Rollout, hosts []rol
 	err := db.withTx(ctx, func(t tx) error {
 		err := t.queryRow(ctx, `INSERT INTO rollouts (version, stages, concurrency, pause_ms, threshold, seed, host_count,
 			phase, stage, started_by, source, owner, lease_until, epoch, created_at, updated_at,
-			freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at)
+			freeze_override_by, freeze_override_reason, freeze_override_at, anytime_by, anytime_reason, anytime_at,
+			gates, gate_timeout_ms, promote_by_other, bake_ms, starter)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, `+db.b.after("$13")+`, 1, $14, $15,
-			$16, $17, $18, $19, $20, $21)
+			$16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
 			RETURNING id, lease_until, epoch`,
-			append([]any{r.Version, formatStages(r.Settings.Stages), r.Settings.Concurrency, r.Settings.Pause.Milliseconds(),
+			append(append([]any{r.Version, formatStages(r.Settings.Stages), r.Settings.Concurrency, r.Settings.Pause.Milliseconds(),
 				r.Settings.Threshold, r.Seed, r.Hosts, string(r.Phase), r.Stage, r.StartedBy, string(r.Source), r.Owner,
-				ttl.Microseconds(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()}, overridesArgs(r)...)...,
+				ttl.Microseconds(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()}, overridesArgs(r)...),
+				formatStages(r.Settings.Gates), r.Settings.GateTimeout.Milliseconds(), r.Settings.PromoteByOther,
+				r.Settings.Bake.Milliseconds(), r.Starter)...,
 		).Scan(&r.ID, &r.LeaseUntil, &r.Epoch)
 		if err != nil {
 			return err
@@ -458,4 +478,28 @@ func (db *DB) Counts(ctx context.Context, rolloutID int64) (rollout.Counts, erro
 		c.Undo.Add(rollout.UndoStatus(undo), n)
 	}
 	return c, rs.Err()
+}
+
+// RequestPromote records a promotion for the driver of a rollout waiting at
+// the gate after stage p.Stage to act on. The first promotion of a gate is
+// kept: a second one is answered rollout.ErrPromoted with the rollout as
+// stored. A rollout that does not wait at that gate (ended, halting, running,
+// at another gate) is answered rollout.ErrNotGated, so a stale promote
+// never opens a later gate.
+func (db *DB) RequestPromote(ctx context.Context, id int64, p rollout.Promote) (*rollout.Rollout, error) {
+	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET promote_by = $2, promote_stage = $3, promote_at = $4
+		WHERE id = $1 AND active AND phase = 'gated' AND stage = $3 AND halt_at IS NULL
+			AND (promote_at IS NULL OR promote_stage <> $3)
+		RETURNING `+rolloutCols, id, p.By, p.Stage, p.At.UTC()))
+	if !errors.Is(err, rollout.ErrNotFound) {
+		return r, err
+	}
+	cur, err := db.Rollout(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case cur.Phase == rollout.PhaseGated && cur.Stage == p.Stage && cur.Halt == nil && cur.Promote != nil && cur.Promote.Stage == p.Stage:
+		return cur, rollout.ErrPromoted
+	}
+	return cur, rollout.ErrNotGated
 }

@@ -775,7 +775,10 @@ func (s *Server) conversationsInfo(p url.Values) result {
 }
 
 // hookTarget is who a response_url answers.
-type hookTarget struct{ user, channel string }
+type hookTarget struct {
+	user, channel string
+	ts            string // the ephemeral message clicked, which the hook may replace or delete
+}
 
 // serveHook answers response_url posts so a bot that uses them never reaches
 // the real hooks.slack.com. They are logged as method "response_url", and an
@@ -785,12 +788,26 @@ func (s *Server) serveHook(w http.ResponseWriter, r *http.Request) {
 		Text         string          `json:"text"`
 		Blocks       json.RawMessage `json:"blocks"`
 		ResponseType string          `json:"response_type"`
+		Replace      bool            `json:"replace_original"`
+		Delete       bool            `json:"delete_original"`
 	}
 	_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body)
 	s.mutate(func() {
 		s.calls = append(s.calls, Call{Method: "response_url", At: time.Now(), Status: http.StatusOK})
-		if t, ok := s.hooks[r.URL.Path]; ok && body.ResponseType != "in_channel" {
-			s.ephemerals = append(s.ephemerals, Message{Channel: t.channel, User: t.user, Text: body.Text, Blocks: body.Blocks})
+		t, ok := s.hooks[r.URL.Path]
+		var orig *Message
+		if ok && t.ts != "" {
+			orig = s.findEphemeral(t.channel, t.ts, t.user)
+		}
+		switch {
+		case orig != nil && body.Delete:
+			s.ephemerals = slices.DeleteFunc(s.ephemerals, func(m Message) bool { return m.TS == t.ts && m.User == t.user })
+		case orig != nil && body.Replace:
+			orig.Text, orig.Blocks = body.Text, body.Blocks
+			orig.History = append(orig.History, body.Blocks)
+		case ok && body.ResponseType != "in_channel":
+			s.ephemerals = append(s.ephemerals, Message{Channel: t.channel, User: t.user, Text: body.Text, Blocks: body.Blocks,
+				TS: s.nextTS()})
 		}
 	})
 	w.Header().Set("Content-Type", "text/plain")

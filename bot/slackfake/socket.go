@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -291,10 +292,16 @@ func (s *Server) SlashCommand(cmd SlashCommand) string {
 
 // ClickButton delivers a block_actions envelope for a click on a stored
 // message, carrying that message as it is now, and returns its envelope id.
+// A click on an ephemeral message (only its recipient can click it) carries
+// no message, as Slack's does; its response_url can replace or delete it.
 func (s *Server) ClickButton(b ButtonClick) (string, error) {
 	s.mu.Lock()
 	m := s.find(b.ChannelID, b.MessageTS)
 	if m == nil {
+		if e := s.findEphemeral(b.ChannelID, b.MessageTS, b.UserID); e != nil {
+			defer s.mu.Unlock()
+			return s.clickEphemeral(b, e), nil
+		}
 		s.mu.Unlock()
 		return "", fmt.Errorf("slackfake: no message %s in channel %s", b.MessageTS, b.ChannelID)
 	}
@@ -381,4 +388,46 @@ func payloadID(p result, flat, nested string) string {
 		}
 	}
 	return ""
+}
+
+// findEphemeral finds the ephemeral message ts shown to user in channel; mu is held.
+func (s *Server) findEphemeral(ch, ts, user string) *Message {
+	for i := range s.ephemerals {
+		if m := &s.ephemerals[i]; m.Channel == ch && m.TS == ts && m.User == user {
+			return m
+		}
+	}
+	return nil
+}
+
+// clickEphemeral delivers a click on ephemeral message m; mu is held and
+// stays held, as dispatch only queues the envelope.
+func (s *Server) clickEphemeral(b ButtonClick, m *Message) string {
+	blockID, label, value := findButton(m.Blocks, b.ActionID)
+	name := s.users[b.UserID].Name
+	payload := result{
+		"type":                  "block_actions",
+		"user":                  result{"id": b.UserID, "username": name, "name": name, "team_id": s.opts.TeamID},
+		"container":             result{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": true},
+		"team":                  result{"id": s.opts.TeamID, "domain": teamDomain},
+		"enterprise":            nil,
+		"is_enterprise_install": false,
+		"channel":               result{"id": m.Channel, "name": s.channelName(m.Channel)},
+		"state":                 result{"values": result{}},
+		"actions": []result{{
+			"action_id": b.ActionID, "block_id": cmp(b.BlockID, blockID),
+			"text":  result{"type": "plain_text", "text": cmp(label, b.ActionID), "emoji": true},
+			"value": cmp(b.Value, value), "type": "button", "action_ts": s.nextTS(),
+		}},
+	}
+	env := s.newEnvelope("interactive", false, payload)
+	if u, err := url.Parse(payload["response_url"].(string)); err == nil {
+		t := s.hooks[u.Path]
+		t.ts = m.TS
+		s.hooks[u.Path] = t
+	}
+	s.mu.Unlock()
+	s.dispatch(env)
+	s.mu.Lock()
+	return env.id
 }

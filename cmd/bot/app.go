@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/bot"
+	"github.com/rolloutbot/rolloutbot/checks"
 	"github.com/rolloutbot/rolloutbot/config"
 	"github.com/rolloutbot/rolloutbot/console"
 	"github.com/rolloutbot/rolloutbot/rollout"
@@ -148,10 +149,16 @@ func (m *Main) openSeeded(ctx context.Context, cfg *config.Config, notify notify
 		db.Close()
 		return nil, err
 	}
+	cks, err := checks.New(cfg.Rollout.Checks, &http.Client{})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	a := &app{cfg: cfg, log: log, db: db, inv: inventory(cfg, db)}
 	cal, _ := cfg.Calendar() // validated with the configuration
 	a.engine = rollout.New(rollout.Config{
 		Calendar: cal, Freezes: db,
+		Checks: cks, CheckInterval: cfg.Rollout.CheckInterval,
 		Store: db, Inventory: a.inv, Updater: runner, Notifier: notifier, Logger: log,
 		Defaults: cfg.Settings(), HealthTimeout: cfg.Rollout.HealthTimeout, HealthInterval: cfg.Rollout.HealthInterval,
 		LeaseTTL: cfg.Rollout.LeaseTTL, Grace: cfg.Rollout.Grace, Latest: latestVersion(cfg.Rollout.LatestVersionCommand),

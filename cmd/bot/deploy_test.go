@@ -73,8 +73,12 @@ func deployRead(t *testing.T, path string) []byte {
 func deployYAMLKeys(typ reflect.Type, prefix string) []string {
 	var keys []string
 	for f := range typ.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if opts == "inline" {
+			keys = append(keys, deployYAMLKeys(f.Type, prefix)...)
 			continue
 		}
 		if name == "" {

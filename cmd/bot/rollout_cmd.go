@@ -23,6 +23,7 @@ type settingsFlags struct {
 	concurrency *optInt
 	pause       *optDuration
 	threshold   *optInt
+	gate        *string
 	seed        *optInt64 // start only; nil elsewhere
 }
 
@@ -31,6 +32,7 @@ func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
 		version:     fs.String("version", "", "`VERSION` to roll out (or give it as the first argument)"),
 		stages:      fs.String("stages", "", "cumulative stage `PERCENTS`, e.g. 10,50,100 (default: rollout.stages)"),
 		concurrency: &optInt{}, pause: &optDuration{}, threshold: &optInt{},
+		gate: fs.String("gate", "", "stages that end in a manual gate: all, none, or `PERCENTS` such as 10,50 (default: rollout.gates)"),
 	}
 	fs.Var(f.concurrency, "concurrency", "`N` hosts updated at once, 1..10000 (default: rollout.concurrency)")
 	fs.Var(f.pause, "pause", "`DURATION` between stages, e.g. 30s, 0s for none (default: rollout.pause)")
@@ -112,6 +114,16 @@ func (f settingsFlags) apply(s rollout.Settings, pos []string) (string, rollout.
 	}
 	if f.threshold.set {
 		s.Threshold = f.threshold.v
+	}
+	if *f.gate != "" {
+		gates, err := rollout.ParseGates(*f.gate, s.Stages)
+		if err != nil {
+			return "", s, fmt.Errorf("%w: --gate: %w", errUsage, err)
+		}
+		s.Gates = gates
+	}
+	if err := s.Validate(); err != nil {
+		return "", s, fmt.Errorf("%w: --%w", errUsage, err)
 	}
 	return version, s, nil
 }

@@ -47,7 +47,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	defer a.Close()
 	b := bot.New(api, bot.Config{Channel: cfg.Slack.Channel, Admins: cfg.Slack.Admins, AdminGroups: cfg.Slack.AdminGroups,
-		WorkspaceAdmins: cfg.Slack.WorkspaceAdmins, Link: webLinks(cfg)}, a.engine, a.db, a.inv, status, log)
+		WorkspaceAdmins: cfg.Slack.WorkspaceAdmins, Link: webLinks(cfg), ConfirmStart: cfg.Slack.ConfirmsStart()},
+		a.engine, a.db, a.inv, status, log)
 	sched := schedule.New(schedule.Config{Store: a.db, Engine: a.engine, Announcer: b, Logger: log, Owner: a.engine.Owner(),
 		Calendar: a.engine.Calendar()})
 	b.SetFreezer(a.engine)

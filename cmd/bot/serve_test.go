@@ -131,7 +131,7 @@ func TestServeHealthAndMetrics(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `"slack":"connected"`) || !strings.Contains(body, `"store":"ok"`) {
 		t.Fatalf("healthz %d %s", code, body)
 	}
-	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2 now"})
 	waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 	f.assertEachHostOnce()
 
@@ -157,7 +157,7 @@ func TestServeSIGTERMAndRestart(t *testing.T) {
 	f, fake, _ := slackFixture(t, fixtureOptions{hosts: 12, latency: 100 * time.Millisecond})
 	c := f.child("serve")
 	waitConnections(t, fake, 1)
-	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2 now"})
 	f.waitUpdates(4)
 	sent := time.Now()
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -239,7 +239,7 @@ func TestServeHighAvailability(t *testing.T) {
 	}
 	logs := func() string { return "A:\n" + a.out.String() + "\nB:\n" + b.out.String() }
 
-	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2 now"})
 	r := waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase.Active() && r.MessageTS != "" })
 	f.waitUpdates(2)
 	if d := driver(r); d != a {

@@ -48,7 +48,7 @@ func TestServeWebView(t *testing.T) {
 		}
 	}()
 	waitConnections(t, fake, 1)
-	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2"})
+	fake.SlashCommand(slackfake.SlashCommand{UserID: admin, ChannelID: "C0OPS", Text: "start v2 now"})
 	waitState(t, f, func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
 
 	var link string
