@@ -32,6 +32,8 @@ const previewTTL = 10 * time.Minute
 type planTicket struct {
 	Version   string `json:"v"`
 	Gate      string `json:"g,omitempty"`
+	Override  string `json:"o,omitempty"` // start … override REASON
+	Anytime   bool   `json:"a,omitempty"` // start … anytime
 	Hosts     int    `json:"n"`
 	Inventory string `json:"h"` // fingerprint of the active hosts
 	Latest    int64  `json:"r"` // the newest rollout's id when drawn, 0 for none
@@ -92,12 +94,18 @@ func (b *Bot) preview(ctx context.Context, c caller, cmd Command) error {
 	case err != nil:
 		return err
 	}
-	text := codeBlock(escape(p.String()))
+	text := codeBlock(escape(p.String() + b.planTimeline(ctx, p)))
+	if cmd.Override != "" {
+		text += "\n⚠️ It overrides the freezes: " + escape(cmd.Override) + " (audited and announced)."
+	}
+	if cmd.Anytime {
+		text += "\n⚠️ It may start hosts outside the rollout windows (anytime; audited and announced)."
+	}
 	fp, n, latest, err := b.ticketNow(ctx)
 	if err != nil {
 		return err
 	}
-	t := planTicket{Version: p.Version, Gate: cmd.Gate, Hosts: n, Inventory: fp, At: time.Now().Unix()}
+	t := planTicket{Version: p.Version, Gate: cmd.Gate, Override: cmd.Override, Anytime: cmd.Anytime, Hosts: n, Inventory: fp, At: time.Now().Unix()}
 	if latest != nil {
 		t.Latest = latest.ID
 	}
@@ -146,7 +154,7 @@ func (b *Bot) onPreviewButton(ctx context.Context, c caller, a *slack.BlockActio
 		b.reply(ctx, c, "Nothing started: "+stale+" Ask for a fresh plan: `/rollout start "+escape(t.Version)+"`.")
 		return
 	}
-	text, err := b.start(ctx, c, Command{Kind: KindStart, Version: t.Version, Gate: t.Gate})
+	text, err := b.start(ctx, c, Command{Kind: KindStart, Version: t.Version, Gate: t.Gate, Override: t.Override, Anytime: t.Anytime})
 	if err != nil {
 		b.log.ErrorContext(ctx, "start failed", "user", c.user, "err", err)
 		text = "⚠️ `start` failed: " + escape(clipLine(err.Error(), 300))

@@ -160,3 +160,25 @@ func TestStartPreview(t *testing.T) {
 	e.ephemeral(admin, "Started rollout #2 of v4 on 9 hosts")
 	e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.ID == 2 && r.Phase == rollout.PhaseCompleted })
 }
+
+// During a freeze the preview says so; a start that overrides it says that
+// too, and Start carries the override: the rollout starts, loudly.
+func TestStartPreviewDuringAFreeze(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 4, confirm: true})
+	e.command(admin, "freeze for 2h incident 4711")
+	e.ephemeral(admin, "Freeze #1 set")
+	e.command(admin, `start v2 override "hotfix for 4711"`)
+	m, _ := e.preview(admin, 1)
+	text := blockText(m.Blocks)
+	for _, want := range []string{"incident 4711", "It overrides the freezes: hotfix for 4711"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the preview does not say %q:\n%s", want, text)
+		}
+	}
+	e.pressOn(admin, m, bot.StartActionID, "")
+	e.replaced(admin, m, "Started rollout #1 of v2")
+	r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
+	if r.FreezeOverride == nil || r.FreezeOverride.Reason != "hotfix for 4711" {
+		t.Fatalf("started without the override: %+v", r.FreezeOverride)
+	}
+}

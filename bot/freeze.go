@@ -142,8 +142,8 @@ func frozenRefusal(fe *rollout.FrozenError) string {
 func waitLine(r rollout.Rollout, now time.Time) string {
 	w := r.Waiting(now)
 	switch {
-	case w == "":
-		return ""
+	case w == "", r.Phase == rollout.PhaseGated, r.Phase == rollout.PhaseBaking:
+		return "" // gates and bakes have lines of their own (gateText, bakeText)
 	case r.Phase == rollout.PhaseFrozen:
 		return "🧊 *Frozen* — " + escape(w)
 	case r.Phase == rollout.PhaseWindow:

@@ -130,6 +130,12 @@ func (b *Bot) promote(ctx context.Context, c caller, id int64, stage int) (strin
 	case err != nil:
 		return "", err
 	}
+	if r.Phase.Holding() {
+		// Held by a freeze or outside the windows: the promote overrode that.
+		b.Announce(ctx, fmt.Sprintf("⚠️ %s promoted rollout #%d (%s) past what held it: %s. It goes on now.",
+			who(c.user), r.ID, escape(r.Version), escape(r.Label())))
+		return fmt.Sprintf("▶️ Rollout #%d goes on: you overrode what held it (%s). This is in the audit log.", r.ID, escape(r.Label())), nil
+	}
 	next := nextPercent(*r)
 	b.Announce(ctx, fmt.Sprintf("▶️ %s promoted rollout #%d (%s) to %d %%.", who(c.user), r.ID, escape(r.Version), next))
 	return fmt.Sprintf("▶️ Promoted rollout #%d to %d %%: the next stage starts.", r.ID, next), nil

@@ -80,7 +80,20 @@ type PromoteRequest struct {
 // another process) acts on it. It fails with ErrNotGated (wrapped with the
 // rollout's state) when the rollout does not wait at that gate, and with
 // ErrOwnRollout under the two-person rule.
+//
+// A rollout held by a freeze or outside the rollout windows (Phase.Holding)
+// is moved on the same way: the promote is an override of what holds it,
+// audited and loud like `start … override`. The returned rollout is then
+// still in its holding phase; its driver ends the wait.
 func (e *Engine) Promote(ctx context.Context, req PromoteRequest) (*Rollout, error) {
+	if r, err := e.cfg.Store.ActiveRollout(ctx); err == nil && r.Phase.Holding() && r.Halt == nil && (req.ID == 0 || req.ID == r.ID) {
+		kind := OverrideFreeze
+		if r.Phase == PhaseWindow {
+			kind = OverrideWindow
+		}
+		return e.Override(ctx, OverrideRequest{Actor: req.Actor, Source: req.Source, Kind: kind,
+			Reason: "promoted while " + r.Waiting(e.clock.Now())})
+	}
 	r, err := e.promote(ctx, req)
 	detail := ""
 	if r != nil && r.Stage < len(r.Settings.Stages) {
@@ -119,12 +132,7 @@ func (e *Engine) promote(ctx context.Context, req PromoteRequest) (*Rollout, err
 		return r, fmt.Errorf("record promotion: %w", err)
 	}
 	e.log.InfoContext(ctx, "promotion requested", "rollout_id", r.ID, "actor", req.Actor, "stage", r.Settings.Stages[stage])
-	e.mu.Lock()
-	local := e.runs[r.ID]
-	e.mu.Unlock()
-	if local != nil {
-		local.request(r)
-	} else {
+	if !e.tellLocal(r) {
 		e.Kick()
 	}
 	return r, nil

@@ -377,6 +377,12 @@ func (r *Rollout) Waiting(now time.Time) string {
 		return "waiting for " + r.WaitFor
 	case r.Phase == PhasePaused && !r.WaitUntil.IsZero():
 		return "pausing before the next stage, " + In(now, r.WaitUntil)
+	case r.Phase == PhaseGated && !r.WaitUntil.IsZero():
+		return r.Label() + "; the gate's timeout halts it " + In(now, r.WaitUntil)
+	case r.Phase == PhaseGated:
+		return r.Label()
+	case r.Phase == PhaseBaking && !r.WaitUntil.IsZero():
+		return r.Label() + ": the checks run until the bake ends, " + In(now, r.WaitUntil)
 	}
 	return ""
 }

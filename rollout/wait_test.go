@@ -468,3 +468,42 @@ func TestWindowAcrossFallBack(t *testing.T) {
 		t.Errorf("audit %q", log)
 	}
 }
+
+// A promote moves a frozen rollout on, as an override of the freeze: it is
+// audited as one, and the rollout completes while the freeze still holds.
+func TestPromoteOverridesAFreeze(t *testing.T) {
+	h, _ := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), t0)
+	ctx := context.Background()
+	order := h.order()
+	h.fleet.gate(order[0])
+	r := h.start("v2")
+	done := h.runAsync(ctx, r.ID)
+	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
+	if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "incident", Until: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	h.fleet.release(order[0])
+	h.waitPhase(r.ID, rollout.PhaseFrozen)
+	got, err := h.eng.Promote(ctx, rollout.PromoteRequest{Actor: "U2", Source: rollout.SourceSlack, Stage: -1})
+	if err != nil || got.FreezeOverride == nil || got.FreezeOverride.By != "U2" {
+		t.Fatalf("promote of a frozen rollout: %v %+v", err, got)
+	}
+	res := wait(t, done)
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted || h.startedN() != 10 {
+		t.Fatalf("after the promote: %v %s, %d started", res.err, res.r.Phase, h.startedN())
+	}
+	if err := h.eng.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log, err := h.db.AuditLog(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range log {
+		found = found || (e.Action == "freeze.override" && e.Actor == "U2" && e.Allowed && strings.Contains(e.Detail, "promoted while"))
+	}
+	if !found {
+		t.Errorf("no freeze.override audit entry by U2: %+v", log)
+	}
+}

@@ -41,6 +41,12 @@ func (m *Main) rolloutPromote(ctx context.Context, args []string) error {
 	case err != nil:
 		return err
 	}
+	if r.Phase.Holding() {
+		fmt.Fprintf(m.Stdout, "rollout #%d of %s goes on: you overrode what held it (%s); this is in the audit log\n", r.ID, r.Version, r.Label())
+		m.announce(ctx, a, fmt.Sprintf("⚠️ %s promoted rollout #%d (%s) past what held it (%s), from a terminal. It goes on now.",
+			actor(), r.ID, r.Version, r.Label()))
+		return nil
+	}
 	stages := r.StageList()
 	next := "the next stage"
 	if k := r.NextStage(); k >= 0 {
