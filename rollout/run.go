@@ -415,7 +415,7 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 
 				res, err := do(hostCtx, hr)
 				if err == nil && endedWell(res, undo) {
-					saves.Go(func() { record(hr, res, ru.w.saveBulk(hostCtx, res)) })
+					saves.Go(func() { record(hr, res, ru.w.save(hostCtx, res)) })
 					continue
 				}
 				if err == nil {

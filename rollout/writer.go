@@ -12,10 +12,6 @@ import (
 // its own result to be durable, and results that arrive while a write is under
 // way go together in the next transaction. At concurrency 200 that is one
 // commit for dozens of hosts instead of one each.
-//
-// Writes a host waits on before it can go on (a start, a failure) go first:
-// when any are queued, the next transaction holds only those, and results
-// stored while their worker went on (bulk) wait for the one after.
 type writer struct {
 	store Store
 	owner string
@@ -28,7 +24,6 @@ type writer struct {
 
 type pendingWrite struct {
 	hr   HostResult
-	bulk bool
 	done chan error
 }
 
@@ -38,16 +33,7 @@ func newWriter(store Store, owner string, log *slog.Logger) *writer {
 
 // save returns once hr is stored, or with the reason it never will be.
 func (w *writer) save(ctx context.Context, hr HostResult) error {
-	return w.wait(ctx, w.enqueue(hr))
-}
-
-// saveBulk is save for a result nothing waits on but its report: it goes
-// after the starts and failures queued with it.
-func (w *writer) saveBulk(ctx context.Context, hr HostResult) error {
-	return w.wait(ctx, w.queued(pendingWrite{hr: hr, bulk: true}))
-}
-
-func (w *writer) wait(ctx context.Context, done <-chan error) error {
+	done := w.enqueue(hr)
 	select {
 	case err := <-done:
 		return err
@@ -57,23 +43,18 @@ func (w *writer) wait(ctx context.Context, done <-chan error) error {
 }
 
 // enqueue queues hr for the next write and returns at once; the channel
-// gets nil once hr is stored, or the reason it never will be. Writes are
-// stored in the order they were queued, except that bulk ones go last: a
-// host's result is never saved in bulk before a write of its own that waits.
+// gets nil once hr is stored, or the reason it never will be. Writes of one
+// caller are stored in the order it queued them.
 func (w *writer) enqueue(hr HostResult) <-chan error {
-	return w.queued(pendingWrite{hr: hr})
-}
-
-func (w *writer) queued(p pendingWrite) <-chan error {
-	p.done = make(chan error, 1)
+	done := make(chan error, 1)
 	w.mu.Lock()
-	w.queue = append(w.queue, p)
+	w.queue = append(w.queue, pendingWrite{hr: hr, done: done})
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	return p.done
+	return done
 }
 
 // loop writes batches until ctx ends; a store that is away is retried.
@@ -87,14 +68,8 @@ func (w *writer) loop(ctx context.Context) {
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		pending, rest := urgentFirst(w.queue)
-		w.queue = rest
-		if len(rest) > 0 {
-			select {
-			case w.kick <- struct{}{}:
-			default:
-			}
-		}
+		pending := w.queue
+		w.queue = nil
 		w.mu.Unlock()
 		if len(pending) == 0 {
 			continue
@@ -110,22 +85,6 @@ func (w *writer) loop(ctx context.Context) {
 			p.done <- err
 		}
 	}
-}
-
-// urgentFirst splits the queue into what the next transaction writes (the
-// writes someone waits on, when there are any; else all) and what is left.
-func urgentFirst(queue []pendingWrite) (next, rest []pendingWrite) {
-	for _, p := range queue {
-		if p.bulk {
-			rest = append(rest, p)
-		} else {
-			next = append(next, p)
-		}
-	}
-	if len(next) == 0 {
-		return rest, nil
-	}
-	return next, rest
 }
 
 func (w *writer) fail(err error) {
