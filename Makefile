@@ -6,8 +6,10 @@ LDFLAGS  := -s -w
 
 .PHONY: build test lint deps demo bench bench-go bench-sshd image-build clean screenshots
 
+# -buildvcs=auto: the commit goes into `rolloutbot --version` from a git
+# checkout (some machines turn it off in GOFLAGS), and is left out elsewhere.
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/bot
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/bot
 
 # deps installs what the tests talk to when it is missing: OpenSSH's server
 # (a real sshd is tested) and PostgreSQL's server (the tests start a
@@ -47,7 +49,7 @@ screenshots: deps
 
 # image-build runs the Dockerfile's build step without a Docker engine.
 image-build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/rolloutbot-static ./cmd/bot
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags "$(LDFLAGS)" -o bin/rolloutbot-static ./cmd/bot
 
 clean:
 	rm -rf bin
