@@ -24,6 +24,9 @@ type tmuxPane struct {
 func startTmux(t *testing.T, f *fixture, env string, args ...string) *tmuxPane {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed: CI must install it (scripts/deps.sh does)")
+		}
 		t.Skip("tmux is not installed (scripts/deps.sh installs it)")
 	}
 	p := &tmuxPane{t: t, sock: filepath.Join(f.dir, "tmux.sock"), raw: filepath.Join(f.dir, "terminal.raw")}
