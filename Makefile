@@ -37,6 +37,7 @@ bench-go:
 	$(GO) test -run '^$$' -bench 'Rollout' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'SlackCalls' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'EngineMemory' -benchtime 1x -timeout 60m ./bench/
+	$(GO) test -run '^$$' -bench 'StoreShare' -benchtime 1x -timeout 60m ./bench/
 	$(GO) test -run '^$$' -bench 'WebHostTable' -benchtime 50x -timeout 30m ./bench/
 
 bench-sshd: build
