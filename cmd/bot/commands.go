@@ -49,7 +49,7 @@ func rolloutCommands() []command {
 		{name: "halt", args: "[REASON]", summary: "halt the running rollout, or rollback", run: (*Main).rolloutHalt},
 		{name: "resume", summary: "continue a halted rollout or rollback, or one whose driver died", run: (*Main).rolloutResume},
 		{name: "rollback", args: "[REASON]", summary: "put back every host the latest rollout (or --id N) changed, and follow it", run: (*Main).rolloutRollback},
-		{name: "promote", summary: "promote the rollout waiting at a manual gate to its next stage", run: (*Main).rolloutPromote},
+		{name: "promote", summary: "promote the rollout waiting at a manual gate to its next stage; one held by a freeze or outside the windows goes on (audited)", run: (*Main).rolloutPromote},
 		{name: "history", args: "[N]", summary: "the last rollouts", run: (*Main).rolloutHistory},
 	}
 }
