@@ -50,7 +50,7 @@ screenshots: deps
 
 # image-build runs the Dockerfile's build step without a Docker engine.
 image-build:
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags "$(LDFLAGS)" -o bin/rolloutbot-static ./cmd/bot
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/rolloutbot-static ./cmd/bot
 
 clean:
 	rm -rf bin
