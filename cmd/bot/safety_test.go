@@ -16,15 +16,16 @@ import (
 )
 
 // The safety tests drive real rolloutbot processes against a real OpenSSH
-// sshd serving several machines, with updates that outlast the lease (a 1 s
-// lease, 3 s updates: what a 15 s lease and a 25 s update do), and kill,
+// sshd serving several machines, with updates that outlast the lease (a 2 s
+// lease, 5 s updates: what a 15 s lease and a 25 s update do; a 1 s lease
+// was lost now and then to a loaded CI machine's stalls), and kill,
 // freeze or stop the driver mid-update. Each machine's recipe logs every
 // command it runs, and notes when one starts while another runs: the
 // invariants are checked from the hosts' side.
 
 // recipeScript is every recipe command, per machine: its version in
 // $HOME/version, its log in $HOME/host.log, an update that sleeps
-// $HOME/update_seconds (default 3), a health check that fails while
+// $HOME/update_seconds (default 5), a health check that fails while
 // $HOME/unhealthy exists and the machine is not on v1, and a rollback that
 // sleeps $HOME/rollback_seconds if that file exists.
 const recipeScript = `#!/bin/sh
@@ -40,7 +41,7 @@ rc=0
 case $step in
 version) cat "$HOME/version" ;;
 update)
-	s=3; [ -f "$HOME/update_seconds" ] && read -r s <"$HOME/update_seconds"
+	s=5; [ -f "$HOME/update_seconds" ] && read -r s <"$HOME/update_seconds"
 	sleep "$s"; echo "$v" >"$HOME/version" ;;
 health) if [ -f "$HOME/unhealthy" ] && [ "$(cat "$HOME/version")" != v1 ]; then echo "unhealthy on $(cat "$HOME/version")"; rc=1; fi ;;
 rollback)
@@ -98,7 +99,7 @@ rollout:
   concurrency: %d
   health_timeout: 1s
   health_interval: 200ms
-  lease_ttl: 1s
+  lease_ttl: 2s
   shutdown_grace: %s
 recipe:
   version: %s version
