@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -61,9 +62,12 @@ func (l *lease) hold(ctx context.Context) error {
 		until, gone, changed := l.until, l.gone, l.changed
 		l.mu.Unlock()
 		left := time.Until(until)
-		if gone || left <= 0 {
-			l.lost()
+		switch {
+		case gone:
 			return ErrLeaseLost
+		case left <= 0:
+			l.lost()
+			return fmt.Errorf("%w (its lease ran out %s ago, on this driver's clock, without a renewal)", ErrLeaseLost, (-left).Round(time.Millisecond))
 		}
 		if left > l.margin {
 			return nil

@@ -552,6 +552,7 @@ func (ru *run) watch(ctx context.Context) {
 	tick := time.NewTicker(min(ru.e.cfg.PollInterval, ru.e.cfg.LeaseTTL/6))
 	defer tick.Stop()
 	lastRenew := time.Now()
+	failing, slow := false, false // said once per streak
 	for {
 		select {
 		case <-ctx.Done():
@@ -560,11 +561,15 @@ func (ru *run) watch(ctx context.Context) {
 		}
 		var cur *Rollout
 		var err error
+		if gap := time.Since(lastRenew); gap >= ru.e.cfg.LeaseTTL*2/3 && !slow {
+			ru.e.log.WarnContext(ctx, "lease renewal late", "rollout_id", ru.r.ID, "since_renewal", gap.Round(time.Millisecond))
+			slow = true
+		}
 		if time.Since(lastRenew) >= ru.e.cfg.LeaseTTL/3 {
 			sent := time.Now()
 			cur, err = ru.e.cfg.Store.ClaimRollout(ctx, ru.r.ID, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL)
 			if err == nil {
-				lastRenew = sent
+				lastRenew, failing, slow = sent, false, false
 				ru.lease.renewed(sent)
 			}
 		} else {
@@ -572,9 +577,20 @@ func (ru *run) watch(ctx context.Context) {
 		}
 		switch {
 		case errors.Is(err, ErrLeaseLost) || (err == nil && cur.Owner != ru.e.cfg.Owner):
+			owner := ""
+			if cur != nil {
+				owner = cur.Owner
+			}
+			ru.e.log.WarnContext(ctx, "lease lost", "rollout_id", ru.r.ID, "err", err, "owner", owner,
+				"since_renewal", time.Since(lastRenew).Round(time.Millisecond))
 			ru.loseLease()
 			return
 		case err != nil:
+			if !failing {
+				ru.e.log.WarnContext(ctx, "lease renewal failed; retrying", "rollout_id", ru.r.ID, "err", err,
+					"since_renewal", time.Since(lastRenew).Round(time.Millisecond))
+			}
+			failing = true
 			continue // the store is away; writes wait for it, and the lease runs out
 		default:
 			ru.request(cur)
