@@ -115,10 +115,11 @@ func (db *DB) HostTimings(ctx context.Context, rolloutID int64) ([]rollout.HostT
 // RolloutsBefore returns up to limit rollouts older than the rollout before
 // (every rollout when before is 0), newest first: the pages of a history.
 func (db *DB) RolloutsBefore(ctx context.Context, before int64, limit int) ([]*rollout.Rollout, error) {
-	if before <= 0 {
-		return db.Rollouts(ctx, limit)
+	where, args := "", []any{limit}
+	if before > 0 {
+		where, args = "WHERE id < $2", append(args, before)
 	}
-	rs, err := db.b.query(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+	rs, err := db.b.query(ctx, `SELECT `+rolloutCols+` FROM rollouts `+where+` ORDER BY id DESC LIMIT $1`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -130,20 +130,7 @@ func (db *DB) ActiveRollout(ctx context.Context) (*rollout.Rollout, error) {
 
 // Rollouts returns up to limit rollouts, newest first.
 func (db *DB) Rollouts(ctx context.Context, limit int) ([]*rollout.Rollout, error) {
-	rs, err := db.b.query(ctx, `SELECT `+rolloutCols+` FROM rollouts ORDER BY id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []*rollout.Rollout
-	for rs.Next() {
-		r, err := scanRollout(rs)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rs.Err()
+	return db.RolloutsBefore(ctx, 0, limit)
 }
 
 // UpdateRollout writes the phase, stage, segment, wait, error and times while
