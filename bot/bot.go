@@ -544,24 +544,11 @@ func (b *Bot) statusPostFailed(r rollout.Rollout, err error) {
 // or through the command's response_url where the bot cannot post; with an
 // "Open in browser" button for a link given.
 func (b *Bot) reply(ctx context.Context, c caller, text string, link ...string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	blocks := textBlocks(text)
 	for _, l := range link {
 		blocks = withWebLink(blocks, l)
 	}
-	_, err := b.api.PostEphemeralContext(ctx, c.channel, c.user, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(clipLine(text, 300), false))
-	if err == nil {
-		return
-	}
-	if c.responseURL != "" {
-		_, _, rerr := b.api.PostMessageContext(ctx, c.channel, slack.MsgOptionResponseURL(c.responseURL, slack.ResponseTypeEphemeral),
-			slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(clipLine(text, 300), false))
-		if rerr == nil {
-			return
-		}
-	}
-	b.log.WarnContext(ctx, "could not answer user", "user", c.user, "channel", c.channel, "err", err)
+	b.replyBlocks(ctx, c, blocks, text)
 }
 
 // spoken is an audit action as a verb in a sentence: "rollback" is "roll back".

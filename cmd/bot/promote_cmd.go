@@ -19,15 +19,12 @@ func (m *Main) rolloutPromote(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	a, err := m.open(ctx, cfg, nil)
+	a, err := m.openNoFollow(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	cfg := a.cfg
 	r, err := a.engine.Promote(ctx, rollout.PromoteRequest{Actor: actor(), Source: rollout.SourceCLI, ID: *id, Stage: -1})
 	switch {
 	case errors.Is(err, rollout.ErrNotRunning):
