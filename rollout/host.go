@@ -79,55 +79,66 @@ func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error
 // version. It returns the open connection when the update is to be sent,
 // else the host's result (skipped, failed) or the error that cut it off.
 func (ru *run) reach(ctx context.Context, hr HostResult) (HostResult, Conn, error) {
-	conn, err := ru.connect(ctx, hr.Host)
-	if err != nil {
-		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, nil, cut
-		}
-		return ru.failed(hr, StepConnect, err, ""), nil, nil
+	conn, hs, res, err := ru.open(ctx, hr)
+	if conn == nil {
+		return res, nil, err
 	}
-	hs, err := ru.version(ctx, conn)
-	if err != nil {
-		conn.Close()
-		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, nil, cut
-		}
-		return ru.failed(hr, StepVersion, err, ""), nil, nil
-	}
-	cur := hs.Version
-	if cur == ru.r.Version {
+	if cur := hs.Version; cur == ru.r.Version {
 		conn.Close()
 		hr.Status, hr.Step, hr.PrevVersion, hr.NewVersion = StatusSkipped, StepVersion, cur, cur
 		hr.FinishedAt = ru.e.clock.Now()
 		return hr, nil, nil
 	}
-	if err := ValidateVersion(cur); err != nil {
+	res, ok := ru.updateFrom(hr, hs.Version)
+	if !ok {
 		conn.Close()
-		return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(cur)), ""), nil, nil
+		return res, nil, nil
 	}
-	hr.Step, hr.PrevVersion = StepUpdate, cur
-	return hr, conn, nil
+	return res, conn, nil
 }
 
 // recheckFrom connects to a host a previous driver left updating, and
 // settles it: see recheckHost.
 func (ru *run) recheckFrom(ctx context.Context, hr HostResult) (HostResult, error) {
+	conn, hs, res, err := ru.open(ctx, hr)
+	if conn == nil {
+		return res, err
+	}
+	defer func() { conn.Close() }()
+	return ru.recheckHost(ctx, conn, hr, hs)
+}
+
+// open connects to a host and reads its state. When either fails it returns
+// no connection, and the host's result (failed at connect or version) or the
+// error that cut it off.
+func (ru *run) open(ctx context.Context, hr HostResult) (Conn, HostState, HostResult, error) {
 	conn, err := ru.connect(ctx, hr.Host)
 	if err != nil {
 		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, cut
+			return nil, HostState{}, hr, cut
 		}
-		return ru.failed(hr, StepConnect, err, ""), nil
+		return nil, HostState{}, ru.failed(hr, StepConnect, err, ""), nil
 	}
-	defer func() { conn.Close() }()
 	hs, err := ru.version(ctx, conn)
 	if err != nil {
+		conn.Close()
 		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, cut
+			return nil, HostState{}, hr, cut
 		}
-		return ru.failed(hr, StepVersion, err, ""), nil
+		return nil, HostState{}, ru.failed(hr, StepVersion, err, ""), nil
 	}
-	return ru.recheckHost(ctx, conn, hr, hs)
+	return conn, hs, hr, nil
+}
+
+// updateFrom readies hr for its update from version cur, the version a
+// rollback would go back to; it fails the host instead when cur is not a
+// version that could be rolled back to.
+func (ru *run) updateFrom(hr HostResult, cur string) (HostResult, bool) {
+	if err := ValidateVersion(cur); err != nil {
+		return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(cur)), ""), false
+	}
+	hr.Step, hr.PrevVersion = StepUpdate, cur
+	return hr, true
 }
 
 // update runs the update command on a host whose start is recorded, then
@@ -208,10 +219,10 @@ func (ru *run) recheckHost(ctx context.Context, conn Conn, hr HostResult, hs Hos
 	}
 	if hr.Step != StepUpdate || hr.PrevVersion == "" {
 		// Its start was recorded while the host was being reached.
-		if err := ValidateVersion(hs.Version); err != nil {
-			return ru.failed(hr, StepVersion, fmt.Errorf("host reports version %q, which could not be rolled back to; not updating it", firstLine(hs.Version)), ""), nil
+		var ok bool
+		if hr, ok = ru.updateFrom(hr, hs.Version); !ok {
+			return hr, nil
 		}
-		hr.Step, hr.PrevVersion = StepUpdate, hs.Version
 	}
 	log.InfoContext(ctx, "re-check: the update never ran; updating", "version", hs.Version)
 	return ru.update(ctx, conn, hr)
