@@ -144,12 +144,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			}
 			log.InfoContext(ctx, "promoted", "stage", st.Percent, "actor", r.Promote.By)
 			ru.notify(EventPromoted, nil, st, 0)
-			next := ru.nextStage(r.Stage)
-			if next < 0 {
-				return ru.finish(hostCtx, PhaseCompleted)
-			}
-			if err := ru.setPhase(hostCtx, PhaseRunning, next, time.Time{}); err != nil {
-				return ru.stopped(ctx, err)
+			if out, done, err := ru.goOn(ctx, hostCtx, r.Stage); done {
+				return out, err
 			}
 			continue
 		}
@@ -161,12 +157,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 			case <-ctx.Done():
 				continue
 			}
-			next := ru.nextStage(r.Stage)
-			if next < 0 {
-				return ru.finish(hostCtx, PhaseCompleted)
-			}
-			if err := ru.setPhase(hostCtx, PhaseRunning, next, time.Time{}); err != nil {
-				return ru.stopped(ctx, err)
+			if out, done, err := ru.goOn(ctx, hostCtx, r.Stage); done {
+				return out, err
 			}
 			continue
 		}
@@ -238,6 +230,21 @@ func (ru *run) afterChecks(ctx context.Context, r Rollout, st Stage) error {
 		return err
 	}
 	return ru.setPhase(ctx, PhaseRunning, next, time.Time{})
+}
+
+// goOn moves the rollout past stage k, once it may go on: to the next stage,
+// or to its end. done says the drive ends here, with out and err.
+func (ru *run) goOn(ctx, hostCtx context.Context, k int) (out *Rollout, done bool, err error) {
+	next := ru.nextStage(k)
+	if next < 0 {
+		out, err = ru.finish(hostCtx, PhaseCompleted)
+		return out, true, err
+	}
+	if err := ru.setPhase(hostCtx, PhaseRunning, next, time.Time{}); err != nil {
+		out, err = ru.stopped(ctx, err)
+		return out, true, err
+	}
+	return nil, false, nil
 }
 
 // setPhase moves the rollout to phase at stage k and persists it; a new
