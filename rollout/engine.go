@@ -39,6 +39,9 @@ type Config struct {
 	LeaseTTL       time.Duration // a driver that stops renewing is replaced after this (default 15s)
 	PollInterval   time.Duration // how often a driver looks for a halt from another process (default 500ms)
 	Grace          time.Duration // on shutdown, how long in-flight hosts may take to finish (default 30s)
+	// WriteDelay is how long a host result that nobody waits for yet may stay
+	// unwritten, so that results go to the store together (default 50ms).
+	WriteDelay time.Duration
 	// Checks run after each stage but the last, before the next; a bad
 	// result halts the rollout.
 	Checks []Check
@@ -86,6 +89,7 @@ func New(cfg Config) *Engine {
 	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 15*time.Second)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
 	cfg.Grace = cmp.Or(cfg.Grace, 30*time.Second)
+	cfg.WriteDelay = cmp.Or(cfg.WriteDelay, 50*time.Millisecond)
 	cfg.CheckInterval = cmp.Or(cfg.CheckInterval, 30*time.Second)
 	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, kick: make(chan struct{}, 1), hurry: make(chan struct{}),
 		runs: map[int64]*run{}}

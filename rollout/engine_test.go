@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
+	"github.com/rolloutbot/rolloutbot/store"
 )
 
 func settings(stages []int, conc int, pause time.Duration) rollout.Settings {
@@ -365,6 +367,81 @@ func TestHaltWhileReaching(t *testing.T) {
 	}
 	if got := h.results(r.ID)[first]; got.Status != rollout.StatusPending {
 		t.Fatalf("the host being reached is %s, want pending", got.Status)
+	}
+}
+
+// commitLog is a real store that keeps the size and first row of each
+// transaction of host results the engine asks it for.
+type commitLog struct {
+	*store.DB
+	mu      sync.Mutex
+	batches [][]rollout.HostResult
+}
+
+func (c *commitLog) SaveHostResults(ctx context.Context, owner string, rs []rollout.HostResult) error {
+	c.mu.Lock()
+	c.batches = append(c.batches, slices.Clone(rs))
+	c.mu.Unlock()
+	return c.DB.SaveHostResults(ctx, owner, rs)
+}
+
+// Host results go to the store in group commits. With a write delay longer
+// than the test, a write is made only when somebody needs one: the starts of
+// the hosts being reached all go in the transaction the first of them needs
+// before its update is sent, the successes nobody waits for ride along with
+// later starts, and each stage's last results are written when its last host
+// ends (else the rollout would wait an hour).
+func TestGroupCommit(t *testing.T) {
+	h := newHarness(t, 20, settings([]int{50, 100}, 5, 0))
+	log := &commitLog{DB: h.db}
+	h.cfg.Store, h.cfg.WriteDelay = log, time.Hour
+	h.eng = rollout.New(h.cfg)
+	first := h.order()[:5]
+	h.fleet.mu.Lock()
+	for _, id := range first {
+		h.fleet.vgates[id] = make(chan struct{})
+	}
+	h.fleet.mu.Unlock()
+	r := h.start("v2")
+	done := h.runAsync(context.Background(), r.ID)
+	h.fleet.waitFor(t, "five version reads", func() bool { return h.fleet.versionReads == 5 })
+	for _, id := range first {
+		close(h.fleet.vgates[id])
+	}
+	res := wait(t, done)
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("rollout: %v %+v", res.err, res.r)
+	}
+	for id, n := range h.fleet.updates {
+		if n != 1 {
+			t.Errorf("%s updated %d times", id, n)
+		}
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var got []string
+	for _, hr := range log.batches[0] {
+		if hr.Status != rollout.StatusUpdating || hr.Step != rollout.StepConnect {
+			t.Errorf("first commit has %s %s at %s, want starts only", hr.Host.ID, hr.Status, hr.Step)
+		}
+		got = append(got, hr.Host.ID)
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(first))
+	if !slices.Equal(got, want) {
+		t.Errorf("first commit has %v, want the five starts %v together", got, want)
+	}
+	rows := 0
+	for _, b := range log.batches {
+		rows += len(b)
+	}
+	if rows != 40 || len(log.batches) > 25 {
+		t.Errorf("%d rows in %d commits, want 40 (a start and an end per host) in at most 25", rows, len(log.batches))
+	}
+	for id, hr := range h.results(r.ID) {
+		if hr.Status != rollout.StatusSuccess {
+			t.Errorf("%s is stored %s", id, hr.Status)
+		}
 	}
 }
 

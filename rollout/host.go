@@ -45,15 +45,10 @@ func (ru *run) updateHost(ctx context.Context, hr HostResult) (HostResult, error
 	hr.Status, hr.Step = StatusUpdating, StepConnect
 	stored := ru.w.enqueue(hr)
 	started := func() error {
-		select {
-		case err := <-stored:
-			if err != nil {
-				return fmt.Errorf("%w: %w", errNotStarted, err)
-			}
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", errNotStarted, ctx.Err())
+		if err := ru.w.wait(ctx, stored); err != nil {
+			return fmt.Errorf("%w: %w", errNotStarted, err)
 		}
+		return nil
 	}
 	res, conn, err := ru.reach(ctx, hr)
 	if conn != nil {

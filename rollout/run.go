@@ -87,7 +87,7 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 	})
 	defer stopGrace()
 
-	ru.w = newWriter(ru.e.cfg.Store, ru.e.cfg.Owner, log)
+	ru.w = newWriter(ru.e.cfg.Store, ru.e.cfg.Owner, ru.e.cfg.WriteDelay, log)
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); ru.w.loop(hostCtx) }()
 	defer func() { cancelHosts(); <-writerDone }()
@@ -390,11 +390,13 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 	undo := ru.r.Phase == PhaseRollingBack
 	ru.mu.Unlock()
 	// A host that ended well is stored while its worker goes on to the next
-	// host: only starts and failures (which may halt the stage) hold the
-	// worker until they are durable. A result is reported once stored either
-	// way, and a crash before that leaves the host for a re-check.
+	// host, with the writer's next group commit: only starts and failures
+	// (which may halt the stage) hold the worker until they are durable. A
+	// result is reported once stored either way, and a crash before that
+	// leaves the host for a re-check.
 	var wg, saves sync.WaitGroup
 	defer saves.Wait()
+	defer ru.w.flush() // the last results: nothing else comes to join them
 	for range min(ru.r.Settings.Concurrency, len(todo)) {
 		wg.Go(func() {
 			for {
@@ -422,7 +424,8 @@ func (ru *run) pool(ctx, hostCtx context.Context, todo []int, rechecks int,
 
 				res, err := do(hostCtx, hr)
 				if err == nil && endedWell(res, undo) {
-					saves.Go(func() { record(hr, res, ru.w.save(hostCtx, res)) })
+					stored := ru.w.enqueue(res)
+					saves.Go(func() { record(hr, res, <-stored) })
 					continue
 				}
 				if err == nil {
