@@ -400,7 +400,7 @@ func (db *DB) SaveHostResults(ctx context.Context, owner string, results []rollo
 	if len(results) == 0 {
 		return nil
 	}
-	ok, err := db.b.saveResults(ctx, owner, results)
+	ok, err := db.b.saveResults(ctx, owner, lastOfEach(results))
 	if err != nil {
 		return err
 	}
@@ -408,6 +408,27 @@ func (db *DB) SaveHostResults(ctx context.Context, owner string, results []rollo
 		return rollout.ErrLeaseLost
 	}
 	return nil
+}
+
+// lastOfEach returns results with only the last result of each host: in one
+// batch a host's later result supersedes its earlier one. SQLite writes the
+// rows in order, but PostgreSQL's UPDATE … FROM would take one of a host's
+// rows, which one unsaid.
+func lastOfEach(results []rollout.HostResult) []rollout.HostResult {
+	last := make(map[int]int, len(results))
+	for i, hr := range results {
+		last[hr.Index] = i
+	}
+	if len(last) == len(results) {
+		return results
+	}
+	out := make([]rollout.HostResult, 0, len(last))
+	for i, hr := range results {
+		if last[hr.Index] == i {
+			out = append(out, hr)
+		}
+	}
+	return out
 }
 
 // storable makes s storable as text: output and reasons come from hosts and

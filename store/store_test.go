@@ -323,6 +323,18 @@ func TestRolloutRoundTrip(t *testing.T) {
 		if c, err := db.Counts(ctx, r.ID); err != nil || c != rollout.CountResults(all) || c.Undo.Restored != 1 {
 			t.Fatalf("counts %+v (%v), want %+v", c, err, rollout.CountResults(all))
 		}
+		// In one batch, a host's later result supersedes its earlier one,
+		// whichever they are.
+		for _, order := range [][2]rollout.Status{{rollout.StatusUpdating, rollout.StatusSuccess}, {rollout.StatusSuccess, rollout.StatusFailed}} {
+			earlier, later := res[0], res[0]
+			earlier.Status, later.Status = order[0], order[1]
+			if err := db.SaveHostResults(ctx, "p1", []rollout.HostResult{earlier, res[2], later}); err != nil {
+				t.Fatal(err)
+			}
+			if hr, err := db.FindHostResult(ctx, r.ID, res[0].Host.ID); err != nil || hr.Status != later.Status {
+				t.Fatalf("%s then %s of one host in a batch: stored %s (%v), want the later", earlier.Status, later.Status, hr.Status, err)
+			}
+		}
 		if _, err := db.FindHostResult(ctx, r.ID, "nope"); !errors.Is(err, rollout.ErrNotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}
