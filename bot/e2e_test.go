@@ -115,7 +115,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	api := bot.NewClient("xoxb-test", "xapp-test", e.slack.APIURL(), nil)
-	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond, Link: o.link}, e.db, log)
+	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond,
+		WaitRefresh: 50 * time.Millisecond, Link: o.link}, e.db, log)
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
 		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
 		PollInterval: 50 * time.Millisecond, Freezes: e.db, Calendar: o.calendar})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
@@ -112,4 +113,32 @@ func (e *env) channelSays(s string) bool {
 		}
 	}
 	return false
+}
+
+// The status message of a rollout that waits says until when, and keeps its
+// "in 2 min" true while nothing else happens: the pause sends no event until
+// it ends, yet the message counts down.
+func TestStatusWaitCountsDown(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 10, settings: rollout.Settings{Stages: []int{10, 100}, Concurrency: 3, Threshold: 30,
+		Pause: 95 * time.Second}})
+	e.command(admin, "start v2")
+	says := func(want string) func() bool {
+		return func() bool {
+			m, ok := e.statusMessage()
+			return ok && strings.Contains(string(m.Blocks), want)
+		}
+	}
+	e.waitFor("the pause shown", says("pausing before the next stage, in 2 min"))
+	m, _ := e.statusMessage()
+	edits := m.Edits
+	e.waitFor("the pause counting down", says("pausing before the next stage, in 1 min"))
+	if r := e.waitRollout("paused", func(*rollout.Rollout) bool { return true }); r.Phase != rollout.PhasePaused {
+		t.Fatalf("the countdown came with the rollout %s, want still paused", r.Phase)
+	}
+	m, _ = e.statusMessage()
+	if m.Edits != edits+1 {
+		t.Errorf("%d edits for the countdown, want 1", m.Edits-edits)
+	}
+	e.command(admin, "halt enough")
+	e.waitFor("the rollout to end", e.rolloutEnded)
 }

@@ -28,6 +28,10 @@ type StatusConfig struct {
 	EditInterval  time.Duration // at most one edit of a message this often (default 2s)
 	ReplyInterval time.Duration // between thread replies in the channel (default 1s)
 	ThreadCap     int           // per-host thread replies per rollout, then one "and N more" (default 25)
+	// WaitRefresh is how often the message of a rollout that waits (paused,
+	// frozen, outside the windows, at a gate with a timeout, baking) is
+	// looked at again, to edit it when its "in 19 h" moved on (default 30s).
+	WaitRefresh time.Duration
 	// Link returns a signed link to a rollout's web view, for an "Open in
 	// browser" button; nil when the view is not configured.
 	Link func(rolloutID int64) string
@@ -63,9 +67,11 @@ type statusMsg struct {
 	id        int64
 	ts        string
 	progress  rollout.Progress
-	gen       int // progress updates seen
-	written   int // the gen the message shows
+	gen       int    // progress updates seen
+	written   int    // the gen the message shows
+	waitShown string // what the message says the rollout waits for, and until when
 	ended     bool
+	stopped   bool // its driver here stopped without an end: the message is another's to edit
 	nextEdit  time.Time
 	needPin   bool
 	thread    []string
@@ -83,6 +89,7 @@ func NewStatus(api *slack.Client, cfg StatusConfig, store StatusStore, log *slog
 	cfg.EditInterval = cmp.Or(cfg.EditInterval, 2*time.Second)
 	cfg.ReplyInterval = cmp.Or(cfg.ReplyInterval, time.Second)
 	cfg.ThreadCap = cmp.Or(cfg.ThreadCap, 25)
+	cfg.WaitRefresh = cmp.Or(cfg.WaitRefresh, 30*time.Second)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -100,7 +107,11 @@ func (s *Status) Notify(ev rollout.Event) {
 		m = &statusMsg{id: r.ID, ts: r.MessageTS}
 		s.msgs[r.ID] = m
 	}
-	m.progress = ev.Progress
+	if ev.Kind == rollout.EventStopped {
+		m.stopped = true
+		return // the last progress was written, or is still to be
+	}
+	m.progress, m.stopped = ev.Progress, false
 	m.gen++
 	if m.ts == "" && r.MessageTS != "" {
 		m.ts = r.MessageTS
@@ -352,7 +363,7 @@ func (s *Status) post(ctx context.Context, m *statusMsg, prog rollout.Progress, 
 		return s.postFailed(ctx, m, err)
 	}
 	s.mu.Lock()
-	m.ts, m.needPin, m.written = ts, true, gen
+	m.ts, m.needPin, m.written, m.waitShown = ts, true, gen, prog.Rollout.Waiting(now)
 	m.nextEdit = now.Add(s.cfg.EditInterval)
 	s.mu.Unlock()
 	if err := s.store.SetStatusMessage(ctx, m.id, s.cfg.Channel, ts); err != nil {
@@ -361,15 +372,23 @@ func (s *Status) post(ctx context.Context, m *statusMsg, prog rollout.Progress, 
 	return now
 }
 
-// edit rewrites the message with the latest progress when it changed and
-// the edit interval has passed; it returns when it next wants to run.
+// edit rewrites the message with the latest progress when it changed, or
+// when only the clock moved the "in 19 h" of a rollout that waits, and the
+// edit interval has passed; it returns when it next wants to run.
 func (s *Status) edit(ctx context.Context, m *statusMsg, ts string, now time.Time) time.Time {
 	s.mu.Lock()
 	dirty, editAt := m.gen != m.written, m.nextEdit
-	prog, gen := m.progress, m.gen
+	prog, gen, shown, stopped := m.progress, m.gen, m.waitShown, m.stopped
 	s.mu.Unlock()
-	if !dirty {
-		return time.Time{}
+	wait, refresh := prog.Rollout.Waiting(now), time.Time{}
+	switch {
+	case stopped:
+		wait = shown // nobody here waits any more
+	case wait != "":
+		refresh = now.Add(s.cfg.WaitRefresh)
+	}
+	if !dirty && wait == shown {
+		return refresh
 	}
 	if w := s.wait("chat.update", now); w.After(editAt) {
 		editAt = w
@@ -385,16 +404,16 @@ func (s *Status) edit(ctx context.Context, m *statusMsg, ts string, now time.Tim
 	m.nextEdit = time.Now().Add(s.cfg.EditInterval)
 	switch {
 	case err == nil:
-		m.written = gen
+		m.written, m.waitShown = gen, wait
 	case isRateLimit(err):
 		m.nextEdit = s.rateLimitedLocked("chat.update", err)
 	default:
 		s.log.WarnContext(ctx, "edit status message", "rollout_id", m.id, "err", err)
 	}
-	if m.gen != m.written {
+	if m.gen != m.written || m.waitShown != wait {
 		return m.nextEdit
 	}
-	return time.Time{}
+	return refresh
 }
 
 // replies posts the thread replies that are due, one per reply interval.

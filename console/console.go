@@ -193,6 +193,8 @@ func (p *Progress) Notify(ev rollout.Event) {
 		default:
 			p.line("■ halt requested by %s%s; letting %s in flight finish", r.Halt.By, prefixed(": ", r.Halt.Reason), hosts(inFlight(pr)))
 		}
+	case rollout.EventStopped:
+		return // the command's closing line says what is left
 	case rollout.EventStopping:
 		if n := inFlight(pr); n > 0 {
 			p.line("■ stopping: waiting up to %s for %d %s in flight — Ctrl-C again to stop now", ev.Pause, n, plural(n, "host", "hosts"))

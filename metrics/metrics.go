@@ -115,6 +115,11 @@ func (m *Metrics) Notify(ev rollout.Event) {
 		reason := string(ev.Progress.Rollout.Phase)
 		m.waiting.WithLabelValues(reason).Set(0)
 		m.waited.WithLabelValues(reason).Add(ev.Pause.Seconds())
+	case rollout.EventStopped:
+		// Another process, or the next start, drives it now.
+		m.active.Set(0)
+		m.inFlight.Set(0)
+		m.waiting.Reset()
 	case rollout.EventEnded:
 		m.active.Set(0)
 		m.inFlight.Set(0)

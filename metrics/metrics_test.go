@@ -167,3 +167,26 @@ func TestSlackCalls(t *testing.T) {
 		}
 	}
 }
+
+// A driver that stops without an end (shut down, its lease lost) drives
+// nothing here any more: another process, or the next start, takes it up.
+// Its process says so, and counts no rollout outcome for it.
+func TestStoppedDriverMetrics(t *testing.T) {
+	m := metrics.New()
+	m.Notify(rollout.Event{Kind: rollout.EventStarted})
+	m.Notify(rollout.Event{Kind: rollout.EventHostStarted})
+	m.Notify(rollout.Event{Kind: rollout.EventWaiting, Progress: rollout.Progress{Rollout: rollout.Rollout{Phase: rollout.PhaseFrozen}}})
+	m.Notify(rollout.Event{Kind: rollout.EventStopped})
+	got := scrape(t, m)
+	for name, want := range map[string]float64{
+		"rolloutbot_rollout_active":                      0,
+		"rolloutbot_hosts_in_flight":                     0,
+		`rolloutbot_rollout_waiting{reason="frozen"}`:    -1,
+		`rolloutbot_rollouts_total{outcome="halted"}`:    -1,
+		`rolloutbot_rollouts_total{outcome="completed"}`: -1,
+	} {
+		if v := got(name); v != want {
+			t.Errorf("after the driver stopped %s = %v, want %v", name, v, want)
+		}
+	}
+}

@@ -134,6 +134,10 @@ const (
 	EventStopping    EventKind = "stopping"     // shutdown: no new host starts; Pause is the grace for the hosts in flight
 	EventUndoStarted EventKind = "undo_started" // a driver began or took up the rollback
 	EventEnded       EventKind = "ended"        // completed, halted, failed or rolled back; after it is persisted
+	// EventStopped: this driver stopped without an end (shut down, its
+	// lease lost, the store away); another driver or the next start takes
+	// the rollout up, and this process tells nothing more of it.
+	EventStopped EventKind = "stopped"
 )
 
 // Event is one step of a rollout's progress, with a snapshot of the whole.
