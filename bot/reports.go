@@ -34,9 +34,13 @@ func (b *Bot) statusReport(ctx context.Context, cmd Command) (string, error) {
 	}
 	if cmd.Host != "" {
 		hr, err := b.store.FindHostResult(ctx, r.ID, cmd.Host)
-		if errors.Is(err, rollout.ErrNotFound) {
+		var amb *rollout.AmbiguousHostError
+		switch {
+		case errors.Is(err, rollout.ErrNotFound):
 			return fmt.Sprintf("`%s` is not part of rollout #%d.", escape(cmd.Host), r.ID), nil
-		} else if err != nil {
+		case errors.As(err, &amb):
+			return escape(amb.Error()) + ".", nil
+		case err != nil:
 			return "", err
 		}
 		return hostDetail(r, hr), nil

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,13 @@ func TestReports(t *testing.T) {
 	}
 	e.command(user, "status nope-17")
 	e.ephemeral(user, "`nope-17` is not part of rollout #1")
+	// The simulated hosts share 127.0.0.1: the address alone names none of
+	// them, ADDRESS:PORT names one.
+	e.command(user, "status 127.0.0.1")
+	e.ephemeral(user, "127.0.0.1 is the address of several hosts (")
+	h := e.fleet.Hosts()[3]
+	e.command(user, fmt.Sprintf("status %s:%d", h.Address, h.Port))
+	e.ephemeral(user, fmt.Sprintf("*%s* (%s:%d) in rollout #1", h.Name, h.Address, h.Port))
 	e.command(user, "history 3")
 	e.ephemeral(user, "#1 `v2`")
 	e.command(user, "hosts")

@@ -345,7 +345,10 @@ func newHarnessOn(t *testing.T, dsn string, n int, s rollout.Settings) *harness 
 	h.cfg = rollout.Config{
 		Store: db, Inventory: db, Updater: f, Notifier: h.rec, Defaults: s, Seed: func() int64 { return 7 },
 		HealthTimeout: 50 * time.Millisecond, HealthInterval: 10 * time.Millisecond, Owner: "test",
-		PollInterval: 20 * time.Millisecond, LeaseTTL: 2 * time.Second,
+		// No test here waits a lease out (takeovers release it, or take it
+		// as the same owner); a short one would only be lost to a loaded
+		// machine's stalls (tests that lose a lease set their own).
+		PollInterval: 20 * time.Millisecond, LeaseTTL: 15 * time.Second,
 	}
 	h.eng = rollout.New(h.cfg)
 	return h

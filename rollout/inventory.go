@@ -24,6 +24,23 @@ func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("hosts %s and %s have the same address %s", e.Hosts[0].ID, e.Hosts[1].ID, e.Hosts[0].Addr())
 }
 
+// AmbiguousHostError says a name given for one host is the address of
+// several: the hosts' ids, in rollout order (at most a few).
+type AmbiguousHostError struct {
+	Name string
+	IDs  []string
+	More bool // more hosts have the address than IDs lists
+}
+
+func (e *AmbiguousHostError) Error() string {
+	more := ""
+	if e.More {
+		more = ", …"
+	}
+	return fmt.Sprintf("%s is the address of several hosts (%s%s): name one by its id or as ADDRESS:PORT",
+		e.Name, strings.Join(e.IDs, ", "), more)
+}
+
 // CheckDistinct returns a *DuplicateError for the first entry of hosts that
 // repeats an earlier one's id or machine (see MachineKey), or nil.
 func CheckDistinct(hosts []Host) error {

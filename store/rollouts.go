@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -364,17 +366,34 @@ func (db *DB) HostResults(ctx context.Context, rolloutID int64) ([]rollout.HostR
 	return db.hostResults(ctx, `SELECT `+hostResultCols+` FROM rollout_hosts WHERE rollout_id = $1 ORDER BY idx`, rolloutID)
 }
 
-// FindHostResult returns the result of the host whose id or address is name.
+// FindHostResult returns the result of the rollout's host named by name: its
+// id, its ADDRESS:PORT, or its address when no other host of the rollout has
+// that address. An address several hosts share is an
+// *rollout.AmbiguousHostError naming them.
 func (db *DB) FindHostResult(ctx context.Context, rolloutID int64, name string) (rollout.HostResult, error) {
-	rs, err := db.hostResults(ctx, `SELECT `+hostResultCols+` FROM rollout_hosts
-		WHERE rollout_id = $1 AND (host_id = $2 OR address = $2) ORDER BY idx LIMIT 1`, rolloutID, name)
-	if err != nil {
+	address, port := name, 0
+	if h, p, err := net.SplitHostPort(name); err == nil {
+		if n, err := strconv.Atoi(p); err == nil && n > 0 {
+			address, port = h, n
+		}
+	}
+	const most = 5
+	found, err := db.hostResults(ctx, `SELECT `+hostResultCols+` FROM rollout_hosts
+		WHERE rollout_id = $1 AND (host_id = $2 OR (address = $3 AND ($4 = 0 OR port = $4)))
+		ORDER BY host_id <> $2, idx LIMIT `+strconv.Itoa(most+1), rolloutID, name, address, port)
+	switch {
+	case err != nil:
 		return rollout.HostResult{}, err
-	}
-	if len(rs) == 0 {
+	case len(found) == 0:
 		return rollout.HostResult{}, rollout.ErrNotFound
+	case len(found) == 1 || found[0].Host.ID == name:
+		return found[0], nil
 	}
-	return rs[0], nil
+	e := &rollout.AmbiguousHostError{Name: name, More: len(found) > most}
+	for _, hr := range found[:min(len(found), most)] {
+		e.IDs = append(e.IDs, hr.Host.ID)
+	}
+	return rollout.HostResult{}, e
 }
 
 func (db *DB) hostResults(ctx context.Context, q string, args ...any) ([]rollout.HostResult, error) {

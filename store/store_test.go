@@ -335,6 +335,23 @@ func TestRolloutRoundTrip(t *testing.T) {
 				t.Fatalf("%s then %s of one host in a batch: stored %s (%v), want the later", earlier.Status, later.Status, hr.Status, err)
 			}
 		}
+		// A host is found by its id, its ADDRESS:PORT, or an address no
+		// other host has; the three hosts here share 10.0.0.1.
+		for name, want := range map[string]string{res[1].Host.ID: res[1].Host.ID, "10.0.0.1:2201": res[1].Host.ID} {
+			if hr, err := db.FindHostResult(ctx, r.ID, name); err != nil || hr.Host.ID != want {
+				t.Errorf("find %q: %s (%v), want %s", name, hr.Host.ID, err, want)
+			}
+		}
+		var amb *rollout.AmbiguousHostError
+		if _, err := db.FindHostResult(ctx, r.ID, "10.0.0.1"); !errors.As(err, &amb) || len(amb.IDs) != 3 ||
+			!strings.Contains(err.Error(), res[0].Host.ID+", "+res[1].Host.ID+", "+res[2].Host.ID) {
+			t.Errorf("find an address three hosts share: %v, want the three named", err)
+		}
+		for _, name := range []string{"10.0.0.1:2299", "10.0.0.2"} {
+			if _, err := db.FindHostResult(ctx, r.ID, name); !errors.Is(err, rollout.ErrNotFound) {
+				t.Errorf("find %q: %v, want not found", name, err)
+			}
+		}
 		if _, err := db.FindHostResult(ctx, r.ID, "nope"); !errors.Is(err, rollout.ErrNotFound) {
 			t.Fatalf("unknown host: %v", err)
 		}
