@@ -181,7 +181,7 @@ func statusBlocks(p rollout.Progress, now time.Time, promoters string) ([]slack.
 // it puts back, from the counts the message shows.
 func rollbackConfirm(r rollout.Rollout, c rollout.Counts) string {
 	text := fmt.Sprintf("Halt #%d and put back the %d %s it updated, each on its previous version?",
-		r.ID, c.Success, plural(c.Success, "host", "hosts"))
+		r.ID, c.Success, rollout.Plural(c.Success, "host", "hosts"))
 	if c.Updating > 0 {
 		text += fmt.Sprintf(" The %d in flight finish first and are put back too.", c.Updating)
 	}
@@ -273,12 +273,19 @@ func undoElapsed(r rollout.Rollout, now time.Time) string {
 
 // notBackList lists the latest hosts the rollback could not put back.
 func notBackList(recent []rollout.HostResult, total int) string {
+	return hostList("*Not put back*", recent, total, func(hr rollout.HostResult) string {
+		return fmt.Sprintf("%s: %s", undoWord(hr.Undo.Status), escape(clipLine(hr.Undo.Error, 200)))
+	})
+}
+
+// hostList is title and a line for each of the latest hosts of recent,
+// newest first, up to maxFailures, then how many more of total there are.
+func hostList(title string, recent []rollout.HostResult, total int, line func(rollout.HostResult) string) string {
 	var b strings.Builder
-	b.WriteString("*Not put back*")
+	b.WriteString(title)
 	start := max(0, len(recent)-maxFailures)
 	for i := len(recent) - 1; i >= start; i-- {
-		hr := recent[i]
-		fmt.Fprintf(&b, "\n• `%s` %s: %s", escape(clipLine(hr.Host.ID, 60)), undoWord(hr.Undo.Status), escape(clipLine(hr.Undo.Error, 200)))
+		fmt.Fprintf(&b, "\n• `%s` %s", escape(clipLine(recent[i].Host.ID, 60)), line(recent[i]))
 	}
 	if more := total - (len(recent) - start); more > 0 {
 		fmt.Fprintf(&b, "\n_and %d more — `/rollout status failed`_", more)
@@ -361,18 +368,9 @@ func progressBar(done, total int) string {
 }
 
 func failureList(recent []rollout.HostResult, total int) string {
-	var b strings.Builder
-	b.WriteString("*Latest failures*")
-	start := max(0, len(recent)-maxFailures)
-	for i := len(recent) - 1; i >= start; i-- {
-		hr := recent[i]
-		fmt.Fprintf(&b, "\n• `%s` %s at %s: %s", escape(clipLine(hr.Host.ID, 60)), statusWord(hr.Status), hr.Step,
-			escape(clipLine(hr.Error, 200)))
-	}
-	if more := total - (len(recent) - start); more > 0 {
-		fmt.Fprintf(&b, "\n_and %d more — `/rollout status failed`_", more)
-	}
-	return b.String()
+	return hostList("*Latest failures*", recent, total, func(hr rollout.HostResult) string {
+		return fmt.Sprintf("%s at %s: %s", statusWord(hr.Status), hr.Step, escape(clipLine(hr.Error, 200)))
+	})
 }
 
 func statusWord(s rollout.Status) string {

@@ -504,7 +504,7 @@ func (b *Bot) rollback(ctx context.Context, c caller, reason string, id int64) (
 		return "", err
 	}
 	return fmt.Sprintf("↩️ Rolling back rollout #%d (%s): %d %s to put back on their previous versions, newest first. Follow it in <#%s>; `/rollout halt` stops it.",
-		r.ID, escape(r.Version), cnt.Undo.Total(), plural(cnt.Undo.Total(), "host", "hosts"), b.cfg.Channel), nil
+		r.ID, escape(r.Version), cnt.Undo.Total(), rollout.Plural(cnt.Undo.Total(), "host", "hosts"), b.cfg.Channel), nil
 }
 
 // planRollback shows what a rollback of the latest rollout would do.
@@ -553,14 +553,6 @@ func (b *Bot) reply(ctx context.Context, c caller, text string, link ...string) 
 
 // spoken is an audit action as a verb in a sentence: "rollback" is "roll back".
 func spoken(action string) string { return strings.ReplaceAll(action, "rollback", "roll back") }
-
-// plural is one or many, as n says.
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
 
 // textBlocks splits text at line breaks into sections that fit Block Kit's
 // limits, cutting what is left past the last block.

@@ -102,7 +102,7 @@ func (b *Bot) unfreeze(ctx context.Context, c caller, id int64) (string, error) 
 		names = append(names, escape(f.String()))
 	}
 	b.Announce(ctx, fmt.Sprintf("🌤 %s ended the %s. Rollouts may start again; waiting ones go on.", who(c.user), strings.Join(names, "; ")))
-	return fmt.Sprintf("🌤 Ended %d %s.", len(ended), plural(len(ended), "freeze", "freezes")), nil
+	return fmt.Sprintf("🌤 Ended %d %s.", len(ended), rollout.Plural(len(ended), "freeze", "freezes")), nil
 }
 
 func (b *Bot) freezeList(ctx context.Context) (string, error) {

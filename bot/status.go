@@ -204,7 +204,7 @@ func undoStartLine(r rollout.Rollout, u rollout.UndoCounts) string {
 		return fmt.Sprintf("↩️ Rollback of %s picked up again (%s): %s", escape(r.Version), asked, u)
 	}
 	return fmt.Sprintf("↩️ Rolling back %s, %s: %d %s to put back on their previous versions, newest first, %d at once",
-		escape(r.Version), asked, u.Total(), plural(u.Total(), "host", "hosts"), r.Settings.Concurrency)
+		escape(r.Version), asked, u.Total(), rollout.Plural(u.Total(), "host", "hosts"), r.Settings.Concurrency)
 }
 
 // wake tells Run there is something to write.

@@ -134,7 +134,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 				r.ID, r.Version, r.Undo.By, prefixed(": ", r.Undo.Reason))
 		default:
 			p.line("rollout #%d: %s to %d %s (stages %s %%, %d at once, halt above %d%% failed per stage), seed %d",
-				r.ID, r.Version, r.Hosts, plural(r.Hosts, "host", "hosts"), joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
+				r.ID, r.Version, r.Hosts, rollout.Plural(r.Hosts, "host", "hosts"), joinInts(r.Settings.Stages, "/"), r.Settings.Concurrency, r.Settings.Threshold, r.Seed)
 		}
 	case rollout.EventUndoStarted:
 		u := pr.Counts.Undo
@@ -144,7 +144,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 			extra = fmt.Sprintf(" (%d done before)", u.Done())
 		}
 		p.line("↩ rolling back #%d (%s): %d %s to put back%s, newest first, %d at once", r.ID, r.Version,
-			togo, plural(togo, "host", "hosts"), extra, r.Settings.Concurrency)
+			togo, rollout.Plural(togo, "host", "hosts"), extra, r.Settings.Concurrency)
 	case rollout.EventHostDone:
 		if r.Phase == rollout.PhaseRollingBack {
 			p.undoLine(ev.Host)
@@ -163,7 +163,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 		p.line("▶ stage %d%%: hosts %d–%d of %d%s", st.Percent, st.Start+1, st.End, r.Hosts, extra)
 	case rollout.EventStageDone:
 		n := ev.Stage.Size()
-		p.line("✓ stage %d%% done: %d %s, %d failed; fleet: %s", ev.Stage.Percent, n, plural(n, "host", "hosts"), pr.StageFailures, pr.Counts)
+		p.line("✓ stage %d%% done: %d %s, %d failed; fleet: %s", ev.Stage.Percent, n, rollout.Plural(n, "host", "hosts"), pr.StageFailures, pr.Counts)
 	case rollout.EventPaused:
 		p.line("  pausing %s before the next stage", ev.Pause)
 	case rollout.EventWaiting:
@@ -197,7 +197,7 @@ func (p *Progress) Notify(ev rollout.Event) {
 		return // the command's closing line says what is left
 	case rollout.EventStopping:
 		if n := inFlight(pr); n > 0 {
-			p.line("■ stopping: waiting up to %s for %d %s in flight — Ctrl-C again to stop now", ev.Pause, n, plural(n, "host", "hosts"))
+			p.line("■ stopping: waiting up to %s for %d %s in flight — Ctrl-C again to stop now", ev.Pause, n, rollout.Plural(n, "host", "hosts"))
 		} else {
 			p.line("■ stopping: no host is in flight")
 		}
@@ -321,14 +321,7 @@ func tailHint(out string) string {
 }
 
 // hosts is "1 host", "3 hosts".
-func hosts(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "host", "hosts")) }
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
+func hosts(n int) string { return fmt.Sprintf("%d %s", n, rollout.Plural(n, "host", "hosts")) }
 
 func parens(s string) string {
 	if s == "" {

@@ -37,7 +37,7 @@ func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResu
 	fmt.Fprintf(w, "  stages: %s\n", strings.Join(stages, " → "))
 	if cut := c.Updating + c.Undo.Restoring; r.Phase.Active() && r.Owner == "" && cut > 0 {
 		fmt.Fprintf(w, "  no process drives it now: the %d %s in flight were cut off and are re-checked when it goes on (`rollout resume`)\n",
-			cut, plural(cut, "host", "hosts"))
+			cut, rollout.Plural(cut, "host", "hosts"))
 	}
 	if h := r.Halt; r.Phase.Active() && h != nil {
 		if h.Auto() {
@@ -80,7 +80,7 @@ func writeUndo(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, u 
 	fmt.Fprintf(w, "  rollback: asked by %s at %s%s\n", r.Undo.By, r.Undo.At.Local().Format(time.DateTime), prefixed(": ", r.Undo.Reason))
 	switch {
 	case r.Undo.Epoch > 0: // begun
-		fmt.Fprintf(w, "  rollback: %d %s — %s\n", u.Total(), plural(u.Total(), "host", "hosts"), u)
+		fmt.Fprintf(w, "  rollback: %d %s — %s\n", u.Total(), rollout.Plural(u.Total(), "host", "hosts"), u)
 		if r.Phase == rollout.PhaseHalted {
 			fmt.Fprintf(w, "  the rollback is halted: `rolloutbot rollout resume` continues it\n")
 		}

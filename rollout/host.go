@@ -107,12 +107,18 @@ func (ru *run) recheckFrom(ctx context.Context, hr HostResult) (HostResult, erro
 // no connection, and the host's result (failed at connect or version) or the
 // error that cut it off.
 func (ru *run) open(ctx context.Context, hr HostResult) (Conn, HostState, HostResult, error) {
+	return ru.openAs(ctx, hr, func(hr HostResult, step Step, err error) HostResult { return ru.failed(hr, step, err, "") })
+}
+
+// openAs is open with the host's failure at connect or version read made by
+// fail: the update's, or a rollback's.
+func (ru *run) openAs(ctx context.Context, hr HostResult, fail func(HostResult, Step, error) HostResult) (Conn, HostState, HostResult, error) {
 	conn, err := ru.connect(ctx, hr.Host)
 	if err != nil {
 		if cut := ru.cutOff(ctx, err); cut != nil {
 			return nil, HostState{}, hr, cut
 		}
-		return nil, HostState{}, ru.failed(hr, StepConnect, err, ""), nil
+		return nil, HostState{}, fail(hr, StepConnect, err), nil
 	}
 	hs, err := ru.version(ctx, conn)
 	if err != nil {
@@ -120,7 +126,7 @@ func (ru *run) open(ctx context.Context, hr HostResult) (Conn, HostState, HostRe
 		if cut := ru.cutOff(ctx, err); cut != nil {
 			return nil, HostState{}, hr, cut
 		}
-		return nil, HostState{}, ru.failed(hr, StepVersion, err, ""), nil
+		return nil, HostState{}, fail(hr, StepVersion, err), nil
 	}
 	return conn, hs, hr, nil
 }

@@ -86,7 +86,7 @@ func (p RollbackPlan) Hosts() int {
 func (p RollbackPlan) String() string {
 	r := p.Rollout
 	var b strings.Builder
-	fmt.Fprintf(&b, "rollback of rollout #%d (%s, %s): %d %s to check\n", r.ID, r.Version, r.Label(), p.Hosts(), plural(p.Hosts(), "host", "hosts"))
+	fmt.Fprintf(&b, "rollback of rollout #%d (%s, %s): %d %s to check\n", r.ID, r.Version, r.Label(), p.Hosts(), Plural(p.Hosts(), "host", "hosts"))
 	versions := make([]string, 0, len(p.Back))
 	for v := range p.Back {
 		versions = append(versions, v)
@@ -105,7 +105,8 @@ func (p RollbackPlan) String() string {
 	return b.String()
 }
 
-func plural(n int, one, many string) string {
+// Plural is one or many, as n says: "1 host", "3 hosts".
+func Plural(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}
@@ -411,21 +412,16 @@ func (ru *run) undoHost(ctx context.Context, hr HostResult) (HostResult, error) 
 	if hr.Undo.StartedAt.IsZero() {
 		hr.Undo.StartedAt = ru.e.clock.Now()
 	}
-	conn, err := ru.connect(ctx, hr.Host)
-	if err != nil {
-		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, cut
+	conn, hs, res, err := ru.openAs(ctx, hr, func(hr HostResult, step Step, err error) HostResult {
+		if step == StepVersion {
+			err = fmt.Errorf("read the version: %w", err)
 		}
-		return ru.undoFailed(hr, err, ""), nil
+		return ru.undoFailed(hr, err, "")
+	})
+	if conn == nil {
+		return res, err
 	}
 	defer func() { conn.Close() }()
-	hs, err := ru.version(ctx, conn)
-	if err != nil {
-		if cut := ru.cutOff(ctx, err); cut != nil {
-			return hr, cut
-		}
-		return ru.undoFailed(hr, fmt.Errorf("read the version: %w", err), ""), nil
-	}
 	if recheck {
 		last := hs.Last
 		ours := last.Of(ru.fence()) && last.Step == StepRollback && ru.r.Undo != nil && last.Fence.Epoch >= ru.r.Undo.Epoch

@@ -132,7 +132,7 @@ func durationChart(ts []rollout.HostTiming) template.HTML {
 		h := float64(n) * float64(chartH-padT-padB) / float64(most)
 		lo, hi := top*time.Duration(i)/durationBins, top*time.Duration(i+1)/durationBins
 		fmt.Fprintf(&sb, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#0969da"><title>%d %s %s–%s</title></rect>`,
-			padL+float64(i)*w+1, chartH-padB-h, w-2, h, n, plural(n, "host took", "hosts took"), duration(lo), duration(hi))
+			padL+float64(i)*w+1, chartH-padB-h, w-2, h, n, rollout.Plural(n, "host took", "hosts took"), duration(lo), duration(hi))
 	}
 	sb.WriteString(`</svg>`)
 	return template.HTML(sb.String())
@@ -178,11 +178,4 @@ func legend(sb *strings.Builder) {
 
 func emptyChart(text string) template.HTML {
 	return template.HTML(`<p class="chart-empty">` + html.EscapeString(text) + `</p>`)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
