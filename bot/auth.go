@@ -1,8 +1,10 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -22,9 +24,10 @@ type authorizer struct {
 	workspaceAdmins bool
 	ttl             time.Duration
 
-	mu      sync.Mutex
-	members map[string]cached[[]string] // by group
-	roles   map[string]cached[bool]     // by user: workspace admin or owner
+	mu       sync.Mutex
+	members  map[string]cached[[]string]   // by group
+	users    map[string]cached[slack.User] // by id: workspace role and name
+	nameless map[string]time.Time          // ids Slack gave no name for, and when
 }
 
 type cached[T any] struct {
@@ -37,7 +40,7 @@ func newAuthorizer(api *slack.Client, admins, groups []string, workspaceAdmins b
 		ttl = time.Minute
 	}
 	return &authorizer{api: api, admins: admins, groups: groups, workspaceAdmins: workspaceAdmins, ttl: ttl,
-		members: map[string]cached[[]string]{}, roles: map[string]cached[bool]{}}
+		members: map[string]cached[[]string]{}, users: map[string]cached[slack.User]{}, nameless: map[string]time.Time{}}
 }
 
 // isAdmin reports whether user may change things; an error means Slack could
@@ -87,19 +90,60 @@ func (a *authorizer) groupMembers(ctx context.Context, group string) ([]string, 
 }
 
 func (a *authorizer) workspaceAdmin(ctx context.Context, user string) (bool, error) {
+	u, err := a.user(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	return !u.Deleted && (u.IsAdmin || u.IsOwner || u.IsPrimaryOwner), nil
+}
+
+// user is what users.info says of id, asked at most once per ttl.
+func (a *authorizer) user(ctx context.Context, id string) (slack.User, error) {
 	a.mu.Lock()
-	c, ok := a.roles[user]
+	c, ok := a.users[id]
 	a.mu.Unlock()
 	if ok && time.Since(c.at) < a.ttl {
 		return c.v, nil
 	}
-	u, err := a.api.GetUserInfoContext(ctx, user)
+	u, err := a.api.GetUserInfoContext(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("read user %s: %w", user, err)
+		return slack.User{}, fmt.Errorf("read user %s: %w", id, err)
 	}
-	admin := !u.Deleted && (u.IsAdmin || u.IsOwner || u.IsPrimaryOwner)
 	a.mu.Lock()
-	a.roles[user] = cached[bool]{admin, time.Now()}
+	a.users[id] = cached[slack.User]{*u, time.Now()}
 	a.mu.Unlock()
-	return admin, nil
+	return *u, nil
+}
+
+// slackUserID matches a Slack user's id; actors from the terminal or a
+// schedule are names already.
+var slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+
+// Name is how people know the actor id: a Slack user's display or real
+// name, the id itself for an actor that is not a Slack user or when Slack
+// cannot say. Slack gets a second for it, and an id it gave no name for is
+// not asked again for a while: a page that shows names must not wait on a
+// Slack that is away.
+func (b *Bot) Name(ctx context.Context, id string) string {
+	if !slackUserID.MatchString(id) {
+		return id
+	}
+	a := b.auth
+	a.mu.Lock()
+	at, failed := a.nameless[id]
+	a.mu.Unlock()
+	if failed && time.Since(at) < a.ttl {
+		return id
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	u, err := a.user(ctx, id)
+	if err != nil {
+		b.log.DebugContext(ctx, "no name for a Slack user", "user", id, "err", err)
+		a.mu.Lock()
+		a.nameless[id] = time.Now()
+		a.mu.Unlock()
+		return id
+	}
+	return cmp.Or(u.Profile.DisplayName, u.RealName, u.Name, id)
 }

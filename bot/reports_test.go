@@ -162,3 +162,22 @@ func TestScheduleStartsARollout(t *testing.T) {
 		return announced && e.rolloutEnded()
 	})
 }
+
+// Name is how the web view shows an actor: a Slack user's name from
+// users.info, and the actor itself when it is no Slack user (the terminal's
+// user, a schedule) or Slack does not know the id.
+func TestNames(t *testing.T) {
+	e := newEnv(t, envOptions{hosts: 1})
+	ctx := context.Background()
+	for id, want := range map[string]string{admin: "alice", user: "bob", "root": "root", "schedule nightly": "schedule nightly", "U0NOBODY": "U0NOBODY"} {
+		if got := e.bot.Name(ctx, id); got != want {
+			t.Errorf("Name(%q) = %q, want %q", id, got, want)
+		}
+	}
+	before := e.slack.Calls("users.info")
+	e.bot.Name(ctx, admin)
+	e.bot.Name(ctx, "U0NOBODY")
+	if n := e.slack.Calls("users.info") - before; n != 0 {
+		t.Errorf("names asked again cost %d more users.info calls, want none (cached, unknown ids too)", n)
+	}
+}

@@ -131,7 +131,7 @@ func (lc *liveCache) load(ctx context.Context, id int64) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{R: r, Counts: c}, nil
+	return &snapshot{R: lc.h.named(ctx, r), Counts: c}, nil
 }
 
 // heartbeat is how often a quiet stream sends a comment, so proxies keep it open.

@@ -43,7 +43,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*rollout.Rollout
 		h.fail(w, r, err)
 		return nil, false
 	}
-	return ro, true
+	return h.named(r.Context(), ro), true
 }
 
 // stageView is one step of the stage indicator.
@@ -78,7 +78,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 				Data: message{Heading: "No rollouts yet", Text: "When a rollout starts (/rollout start in Slack), it shows here.", Follow: true}})
 			return
 		}
-		ro = rs[0]
+		ro = h.named(ctx, rs[0])
 	} else {
 		var ok bool
 		if ro, ok = h.load(w, r); !ok {
@@ -331,7 +331,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
-		d.Rows = append(d.Rows, historyRow{R: ro, Counts: c, Outcome: rollout.Outcome(ro, c), Took: duration(took(ro, now))})
+		d.Rows = append(d.Rows, historyRow{R: h.named(ctx, ro), Counts: c, Outcome: rollout.Outcome(ro, c), Took: duration(took(ro, now))})
 	}
 	h.render(w, r, http.StatusOK, "history", page{Title: "History", Nav: "history", Data: d})
 }
@@ -358,6 +358,9 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 	if len(es) > auditPage {
 		es = es[:auditPage]
 		d.Older = fmt.Sprintf("/audit?before=%d", es[len(es)-1].ID)
+	}
+	for i := range es {
+		es[i].Actor = h.auditActor(r.Context(), es[i].Actor)
 	}
 	d.Entries = es
 	h.render(w, r, http.StatusOK, "audit", page{Title: "Audit log", Nav: "audit", Data: d})

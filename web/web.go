@@ -59,7 +59,10 @@ type Config struct {
 	PublicURL string
 	// Poll is how often a live page's stream reads the store (default 1s);
 	// one read serves every open page of a rollout.
-	Poll   time.Duration
+	Poll time.Duration
+	// Names says how people know an actor (a Slack user id): the bot's
+	// users.info, cached. Nil shows the ids.
+	Names  func(ctx context.Context, id string) string
 	Now    func() time.Time
 	Logger *slog.Logger
 }

@@ -476,3 +476,42 @@ func TestOverviewWaiting(t *testing.T) {
 		}
 	}
 }
+
+// Actors show by the names people know them by: who started the rollout and
+// who halted it, on the overview, in the live stream's halt line and in the
+// history; the audit log keeps the id beside the name.
+func TestActorsByName(t *testing.T) {
+	names := map[string]string{"U0ADMIN": "alice", "U0OPS": "bob"}
+	f := newFixture(t, 10, func(cfg *web.Config) {
+		cfg.Names = func(_ context.Context, id string) string {
+			if n, ok := names[id]; ok {
+				return n
+			}
+			return id
+		}
+	})
+	ctx := context.Background()
+	if _, err := f.db.RequestHalt(ctx, f.r.ID, rollout.Halt{By: "U0OPS", Reason: "errors up", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Audit(ctx, rollout.AuditEntry{At: time.Now(), Actor: "U0OPS", Source: rollout.SourceSlack, Action: "halt",
+		RolloutID: 1, Allowed: true}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.signedIn(t)
+	for p, wants := range map[string][]string{
+		"/rollouts/1": {"Started by <strong>alice</strong>", "halted by bob: errors up"},
+		"/history":    {"alice"},
+		"/audit":      {"bob (U0OPS)"},
+	} {
+		_, body := get(t, c, f.srv.URL+p)
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s lacks %q", p, want)
+			}
+		}
+		if p != "/audit" && (strings.Contains(body, "U0ADMIN") || strings.Contains(body, "U0OPS")) {
+			t.Errorf("%s shows a Slack id where a name is known", p)
+		}
+	}
+}

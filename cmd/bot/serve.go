@@ -64,7 +64,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("bring the last status message up to date", "err", err)
 	}
 
-	view, err := webView(cfg, a.db, log)
+	view, err := webView(cfg, a.db, b.Name, log)
 	if err != nil {
 		return err
 	}

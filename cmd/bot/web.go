@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -27,13 +28,14 @@ func webLinks(cfg *config.Config) func(int64) string {
 	return web.Links(cfg.HTTP.PublicURL, webSigner(cfg))
 }
 
-// webView is the web view `serve` serves on the ops address, or nil.
-func webView(cfg *config.Config, db *store.DB, log *slog.Logger) (http.Handler, error) {
+// webView is the web view `serve` serves on the ops address, or nil; names
+// tells who a Slack user id is.
+func webView(cfg *config.Config, db *store.DB, names func(context.Context, string) string, log *slog.Logger) (http.Handler, error) {
 	if !cfg.WebEnabled() {
 		return nil, nil
 	}
 	v, err := web.New(web.Config{Store: db, Signer: webSigner(cfg), Open: cfg.Web.Auth == config.WebProxy,
-		PublicURL: cfg.HTTP.PublicURL, Logger: log})
+		PublicURL: cfg.HTTP.PublicURL, Names: names, Logger: log})
 	if err != nil {
 		return nil, err
 	}
