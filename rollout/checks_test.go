@@ -89,7 +89,7 @@ func TestBakeHaltsMidBake(t *testing.T) {
 	s := settings([]int{10, 50, 100}, 2, 0)
 	s.Bake = 10 * time.Minute
 	h := newHarness(t, 10, s)
-	clock := newGateClock()
+	clock := newFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	h.cfg.Clock, h.cfg.CheckInterval = clock, time.Minute
 	c := newScripted(passed, passed, fail)
 	h.withChecks(rollout.Check{Name: "error_rate", Checker: c})
@@ -121,7 +121,7 @@ func TestBakeThenGateAcrossRestart(t *testing.T) {
 	s := gated([]int{10, 100}, []int{10})
 	s.Bake = 10 * time.Minute
 	h := newHarness(t, 10, s)
-	clock := newGateClock()
+	clock := newFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	h.cfg.Clock, h.cfg.CheckInterval = clock, 5*time.Minute
 	c := newScripted(passed)
 	h.withChecks(rollout.Check{Name: "error_rate", Checker: c})

@@ -411,3 +411,88 @@ func (h *harness) results(id int64) map[string]rollout.HostResult {
 	}
 	return out
 }
+
+// fakeClock is a clock the test moves: After fires once the clock reaches
+// its time (set, Advance), so a pause, a gate's timeout, a bake or a wait for
+// a window ends without waiting, and a test can wait until the engine sleeps
+// on it (waitForWaiter).
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []clockWaiter
+	changed chan struct{} // closed and replaced when a waiter comes
+}
+
+type clockWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock(now time.Time) *fakeClock {
+	return &fakeClock{now: now, changed: make(chan struct{})}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, clockWaiter{c.now.Add(d), ch})
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return ch
+}
+
+// set moves the clock to t and fires the waiters due by then.
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+	keep := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(t) {
+			w.ch <- t
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	c.waiters = keep
+}
+
+// Advance moves the clock on by d and fires the waiters it passed.
+func (c *fakeClock) Advance(d time.Duration) { c.set(c.Now().Add(d)) }
+
+// waitForWaiter waits until something waits on the clock until at least
+// the clock's now plus d.
+func (c *fakeClock) waitForWaiter(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		ok := false
+		for _, w := range c.waiters {
+			if !w.at.Before(c.now.Add(d)) {
+				ok = true
+			}
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for a wait of %s on the clock", d)
+		}
+	}
+}

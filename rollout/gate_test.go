@@ -4,93 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
-
-// gateClock is a clock the test moves: After fires when Advance passes its
-// deadline, so a gate's timeout or a bake ends without waiting, and a test
-// can wait until the engine sleeps on it.
-type gateClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []gateWaiter
-	changed chan struct{}
-}
-
-type gateWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newGateClock() *gateClock {
-	return &gateClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), changed: make(chan struct{})}
-}
-
-func (c *gateClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *gateClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, gateWaiter{at: c.now.Add(d), ch: ch})
-	close(c.changed)
-	c.changed = make(chan struct{})
-	return ch
-}
-
-// Advance moves the clock on by d and fires the waiters it passed.
-func (c *gateClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.ch <- c.now
-	}
-	c.waiters = kept
-}
-
-// waitForWaiter waits until something waits on the clock until at least
-// the clock's now plus d.
-func (c *gateClock) waitForWaiter(t *testing.T, d time.Duration) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		c.mu.Lock()
-		ok := false
-		for _, w := range c.waiters {
-			if !w.at.Before(c.now.Add(d)) {
-				ok = true
-			}
-		}
-		ch := c.changed
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("timed out waiting for a wait of %s on the clock", d)
-		}
-	}
-}
 
 func gated(stages, gates []int) rollout.Settings {
 	s := settings(stages, 2, 0)
@@ -178,7 +96,7 @@ func TestGateTimeout(t *testing.T) {
 	s := gated([]int{10, 50, 100}, []int{10})
 	s.GateTimeout = time.Hour
 	h := newHarness(t, 10, s)
-	clock := newGateClock()
+	clock := newFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	h.cfg.Clock = clock
 	h.eng = rollout.New(h.cfg)
 	r := h.start("v2")
