@@ -10,6 +10,22 @@ import (
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
+// heldAfterCanary starts v2 and drives it with ctx; while the canary is in
+// flight, hold comes (a freeze, the window closing). It returns once the
+// canary ended and the rollout waits in phase: the rollout as started, as
+// waiting, and the drive's end.
+func (h *harness) heldAfterCanary(ctx context.Context, phase rollout.Phase, hold func()) (*rollout.Rollout, *rollout.Rollout, <-chan runResult) {
+	h.t.Helper()
+	canary := h.order()[0]
+	h.fleet.gate(canary)
+	r := h.start("v2")
+	done := h.runAsync(ctx, r.ID)
+	h.fleet.waitFor(h.t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
+	hold()
+	h.fleet.release(canary)
+	return r, h.waitPhase(r.ID, phase), done
+}
+
 // calendarHarness is a harness whose engine runs on a fake clock, with a
 // calendar and the store's freezes.
 func calendarHarness(t *testing.T, n int, s rollout.Settings, now time.Time, windows ...string) (*harness, *fakeClock) {
@@ -172,16 +188,11 @@ func TestFreezeArrivesMidRollout(t *testing.T) {
 func TestUnfreezeHaltAndRollbackWhileFrozen(t *testing.T) {
 	h, _ := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), t0)
 	ctx := context.Background()
-	order := h.order()
-	h.fleet.gate(order[0])
-	r := h.start("v2")
-	done := h.runAsync(ctx, r.ID)
-	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
-	if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "db migration"}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet.release(order[0])
-	got := h.waitPhase(r.ID, rollout.PhaseFrozen)
+	r, got, done := h.heldAfterCanary(ctx, rollout.PhaseFrozen, func() {
+		if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "db migration"}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if !got.WaitUntil.IsZero() || !strings.Contains(got.Waiting(t0), "until someone unfreezes") {
 		t.Fatalf("open-ended: %q", got.Waiting(t0))
 	}
@@ -316,17 +327,12 @@ func TestWindowAcrossSpringForward(t *testing.T) {
 func TestRestartWhileFrozenAndOverride(t *testing.T) {
 	h, clock := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), t0)
 	ctx := context.Background()
-	order := h.order()
-	h.fleet.gate(order[0])
-	r := h.start("v2")
 	runCtx, stop := context.WithCancel(ctx)
-	done := h.runAsync(runCtx, r.ID)
-	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
-	if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "incident", Until: t0.Add(3 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet.release(order[0])
-	h.waitPhase(r.ID, rollout.PhaseFrozen)
+	r, _, done := h.heldAfterCanary(runCtx, rollout.PhaseFrozen, func() {
+		if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "incident", Until: t0.Add(3 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	stop()
 	if res := wait(t, done); !errors.Is(res.err, context.Canceled) {
 		t.Fatalf("shutdown while frozen: %v", res.err)
@@ -359,15 +365,10 @@ func TestRollbackWhileWaitingForTheWindow(t *testing.T) {
 	at := time.Date(2026, 12, 1, 2, 30, 0, 0, time.UTC)
 	h, clock := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), at, "daily 02:00-03:00 UTC")
 	ctx := context.Background()
-	order := h.order()
-	h.fleet.gate(order[0])
-	r := h.start("v2")
 	runCtx, stop := context.WithCancel(ctx)
-	done := h.runAsync(runCtx, r.ID)
-	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
-	clock.set(time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC))
-	h.fleet.release(order[0])
-	h.waitPhase(r.ID, rollout.PhaseWindow)
+	r, _, done := h.heldAfterCanary(runCtx, rollout.PhaseWindow, func() {
+		clock.set(time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)) // the window closes
+	})
 	stop()
 	wait(t, done)
 
@@ -384,8 +385,9 @@ func TestRollbackWhileWaitingForTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := wait(t, done)
-	if res.r.Phase != rollout.PhaseRolledBack || h.fleet.version[order[0]] != "v1" || h.startedN() != 1 {
-		t.Fatalf("rollback outside the window: %s, canary on %s, %d started", res.r.Phase, h.fleet.version[order[0]], h.startedN())
+	canary := h.order()[0]
+	if res.r.Phase != rollout.PhaseRolledBack || h.fleet.version[canary] != "v1" || h.startedN() != 1 {
+		t.Fatalf("rollback outside the window: %s, canary on %s, %d started", res.r.Phase, h.fleet.version[canary], h.startedN())
 	}
 }
 
@@ -424,16 +426,11 @@ func TestWindowAcrossFallBack(t *testing.T) {
 func TestPromoteOverridesAFreeze(t *testing.T) {
 	h, _ := calendarHarness(t, 10, settings([]int{10, 100}, 2, 0), t0)
 	ctx := context.Background()
-	order := h.order()
-	h.fleet.gate(order[0])
-	r := h.start("v2")
-	done := h.runAsync(ctx, r.ID)
-	h.fleet.waitFor(t, "canary under way", func() bool { return len(h.fleet.started) == 1 })
-	if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "incident", Until: t0.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet.release(order[0])
-	h.waitPhase(r.ID, rollout.PhaseFrozen)
+	_, _, done := h.heldAfterCanary(ctx, rollout.PhaseFrozen, func() {
+		if _, err := h.eng.Freeze(ctx, rollout.FreezeRequest{Actor: "U1", Reason: "incident", Until: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	got, err := h.eng.Promote(ctx, rollout.PromoteRequest{Actor: "U2", Source: rollout.SourceSlack, Stage: -1})
 	if err != nil || got.FreezeOverride == nil || got.FreezeOverride.By != "U2" {
 		t.Fatalf("promote of a frozen rollout: %v %+v", err, got)
