@@ -161,10 +161,11 @@ func TestTwoPersonRule(t *testing.T) {
 	}
 }
 
-// A rollout waiting at its gate survives its driver's shutdown and a
-// takeover by another process, still waiting; a promote asked of a third
-// process reaches the new driver through the store.
-func TestGateSurvivesTakeover(t *testing.T) {
+// gatedThenShutDown starts a rollout of 10 hosts gated after 10 %, lets it
+// reach its gate, and shuts its driver down: it is left gated, driven by
+// nobody.
+func gatedThenShutDown(t *testing.T) (*harness, *rollout.Rollout) {
+	t.Helper()
 	h := newHarness(t, 10, gated([]int{10, 50, 100}, []int{10}))
 	r := h.start("v2")
 	ctx, stop := context.WithCancel(context.Background())
@@ -177,6 +178,14 @@ func TestGateSurvivesTakeover(t *testing.T) {
 	if cur, _ := h.db.Rollout(context.Background(), r.ID); cur.Phase != rollout.PhaseGated || cur.Owner != "" {
 		t.Fatalf("after the shutdown: %s owner %q", cur.Phase, cur.Owner)
 	}
+	return h, r
+}
+
+// A rollout waiting at its gate survives its driver's shutdown and a
+// takeover by another process, still waiting; a promote asked of a third
+// process reaches the new driver through the store.
+func TestGateSurvivesTakeover(t *testing.T) {
+	h, r := gatedThenShutDown(t)
 
 	rec := newRecorder()
 	cfg := withOwner(h.cfg, "taker")
@@ -209,13 +218,7 @@ func TestGateSurvivesTakeover(t *testing.T) {
 // A promote stored while no process drove the rollout is acted on by the
 // next driver at once.
 func TestPromoteStoredBeforeTakeover(t *testing.T) {
-	h := newHarness(t, 10, gated([]int{10, 50, 100}, []int{10}))
-	r := h.start("v2")
-	ctx, stop := context.WithCancel(context.Background())
-	done := h.runAsync(ctx, r.ID)
-	h.waitGated(t, 1)
-	stop()
-	wait(t, done)
+	h, r := gatedThenShutDown(t)
 	if _, err := h.promote("U2", 0); err != nil {
 		t.Fatal(err)
 	}
