@@ -5,66 +5,34 @@ import (
 	"time"
 )
 
-// optInt is an int flag that knows whether it was given, so "not given"
-// (the configuration decides) needs no magic default such as -1.
-type optInt struct {
-	v   int
+// opt is a flag that knows whether it was given, so "not given" (the
+// configuration decides) needs no magic default such as -1.
+type opt[T int | int64 | time.Duration] struct {
+	v   T
 	set bool
 }
 
-func (o *optInt) String() string {
+func (o *opt[T]) String() string {
 	if o == nil || !o.set {
 		return ""
 	}
-	return strconv.Itoa(o.v)
-}
-
-func (o *optInt) Set(s string) error {
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return err
+	if d, ok := any(o.v).(time.Duration); ok {
+		return d.String()
 	}
-	o.v, o.set = v, true
-	return nil
+	return strconv.FormatInt(int64(o.v), 10)
 }
 
-// optDuration is a duration flag that knows whether it was given.
-type optDuration struct {
-	v   time.Duration
-	set bool
-}
-
-func (o *optDuration) String() string {
-	if o == nil || !o.set {
-		return ""
+func (o *opt[T]) Set(s string) error {
+	var v T
+	var err error
+	switch p := any(&v).(type) {
+	case *int:
+		*p, err = strconv.Atoi(s)
+	case *int64:
+		*p, err = strconv.ParseInt(s, 10, 64)
+	case *time.Duration:
+		*p, err = time.ParseDuration(s)
 	}
-	return o.v.String()
-}
-
-func (o *optDuration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	o.v, o.set = v, true
-	return nil
-}
-
-// optInt64 is an int64 flag that knows whether it was given.
-type optInt64 struct {
-	v   int64
-	set bool
-}
-
-func (o *optInt64) String() string {
-	if o == nil || !o.set {
-		return ""
-	}
-	return strconv.FormatInt(o.v, 10)
-}
-
-func (o *optInt64) Set(s string) error {
-	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return err
 	}

@@ -20,18 +20,18 @@ import (
 type settingsFlags struct {
 	version     *string
 	stages      *string
-	concurrency *optInt
-	pause       *optDuration
-	threshold   *optInt
+	concurrency *opt[int]
+	pause       *opt[time.Duration]
+	threshold   *opt[int]
 	gate        *string
-	seed        *optInt64 // start only; nil elsewhere
+	seed        *opt[int64] // start only; nil elsewhere
 }
 
 func addSettingsFlags(fs *flag.FlagSet) settingsFlags {
 	f := settingsFlags{
 		version:     fs.String("version", "", "`VERSION` to roll out (or give it as the first argument)"),
 		stages:      fs.String("stages", "", "cumulative stage `PERCENTS`, e.g. 10,50,100 (default: rollout.stages)"),
-		concurrency: &optInt{}, pause: &optDuration{}, threshold: &optInt{},
+		concurrency: &opt[int]{}, pause: &opt[time.Duration]{}, threshold: &opt[int]{},
 		gate: fs.String("gate", "", "stages that end in a manual gate: all, none, or `PERCENTS` such as 10,50 (default: rollout.gates)"),
 	}
 	fs.Var(f.concurrency, "concurrency", "`N` hosts updated at once, 1..10000 (default: rollout.concurrency)")
@@ -137,7 +137,7 @@ func (m *Main) openForRollout(ctx context.Context, name string, args []string, p
 	if more != nil {
 		more(fs)
 	}
-	sf.seed = &optInt64{}
+	sf.seed = &opt[int64]{}
 	fs.Var(sf.seed, "seed", "shuffle `SEED`: the same inventory and seed give the same order (default: random; status shows it)")
 	logFile := addLogFileFlag(fs)
 	pos, err := parse(fs, args, 1)
