@@ -382,12 +382,7 @@ func (e *Engine) StopNow() {
 func (e *Engine) Grace() time.Duration { return e.cfg.Grace }
 
 // Kick makes Serve look for work now rather than at its next poll.
-func (e *Engine) Kick() {
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-}
+func (e *Engine) Kick() { signal(e.kick) }
 
 // Serve drives whatever rollout is active and not driven by a live process:
 // one it started, one left by a crash, one whose driver went away. It returns

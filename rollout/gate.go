@@ -149,10 +149,7 @@ func (ru *run) takePromote(p *Promote) {
 	}
 	cp := *p
 	ru.r.Promote = &cp
-	select {
-	case ru.promoteCh <- struct{}{}:
-	default:
-	}
+	signal(ru.promoteCh)
 }
 
 // promoted reports whether the gate the rollout waits at was promoted.

@@ -531,11 +531,7 @@ func (ru *run) stopped(ctx context.Context, cause error) (*Rollout, error) {
 	}
 	ru.mu.Lock()
 	r := ru.r
-	var st Stage
-	if r.Stage < len(ru.stages) {
-		st = ru.stages[r.Stage]
-	}
-	ru.emit(EventStopped, nil, st, 0)
+	ru.emit(EventStopped, nil, ru.stages[r.Stage], 0)
 	ru.mu.Unlock()
 	if ctx.Err() != nil && errors.Is(cause, ctx.Err()) {
 		ru.e.log.Info("stopped driving rollout; the next start resumes it", "rollout_id", r.ID, "hosts", ru.counts.String())

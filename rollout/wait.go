@@ -154,9 +154,6 @@ func (ru *run) takeOverridesLocked(cur *Rollout) {
 	}
 	if changed {
 		ru.openUntil = time.Time{}
-		select {
-		case ru.wake <- struct{}{}:
-		default:
-		}
+		signal(ru.wake)
 	}
 }

@@ -82,6 +82,7 @@ func (w *writer) wait(ctx context.Context, done <-chan error) error {
 // flush has the writer write what is queued now.
 func (w *writer) flush() { signal(w.need) }
 
+// signal sends on c, a channel of one, unless a send is pending already.
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
