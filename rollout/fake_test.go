@@ -17,8 +17,7 @@ import (
 // scripted failures, gates that hold a host's update until the test lets it
 // go, and counters for what was done to each host.
 type fleet struct {
-	mu           sync.Mutex
-	changed      chan struct{} // closed and replaced on every change, for waiters
+	watched      // mu guards the rest; every change signals
 	version      map[string]string
 	initial      map[string]string
 	behavior     map[string]string        // "", "update-fails", "health-fails", "rollback-fails", "unreachable", "drop"
@@ -38,33 +37,53 @@ type fleet struct {
 }
 
 func newFleet() *fleet {
-	return &fleet{changed: make(chan struct{}), version: map[string]string{}, initial: map[string]string{},
+	return &fleet{version: map[string]string{}, initial: map[string]string{},
 		behavior: map[string]string{}, gates: map[string]chan struct{}{}, vgates: map[string]chan struct{}{}, updates: map[string]int{},
 		last: map[string]rollout.LastCommand{}, rollbacks: map[string]int{}, rbgates: map[string]chan struct{}{}}
 }
 
-func (f *fleet) signal() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+// watched is state that mu guards and tests wait on: each change signals,
+// closing the channel the waiters hold and making a new one.
+type watched struct {
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
-// waitFor polls cond under the lock each time the fleet changes, for at most 10 s.
-func (f *fleet) waitFor(t *testing.T, what string, cond func() bool) {
+// signal wakes the waiters; mu is held.
+func (w *watched) signal() {
+	if w.changed != nil {
+		close(w.changed)
+	}
+	w.changed = make(chan struct{})
+}
+
+// waitUntil waits until cond holds under mu, woken by each change, for at
+// most limit; then it fails t with failure.
+func (w *watched) waitUntil(t *testing.T, limit time.Duration, cond func() bool, failure string) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(limit)
 	for {
-		f.mu.Lock()
-		ok, ch := cond(), f.changed
-		f.mu.Unlock()
+		w.mu.Lock()
+		if w.changed == nil {
+			w.changed = make(chan struct{})
+		}
+		ok, ch := cond(), w.changed
+		w.mu.Unlock()
 		if ok {
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatal(failure)
 		}
 	}
+}
+
+// waitFor polls cond under the lock each time the fleet changes, for at most 10 s.
+func (f *fleet) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	f.waitUntil(t, 10*time.Second, cond, "timed out waiting for "+what)
 }
 
 // gate makes host id's update wait for release.
@@ -249,37 +268,22 @@ func (c *fakeConn) Close() error {
 
 // recorder is a Notifier that keeps every event.
 type recorder struct {
-	mu      sync.Mutex
-	events  []rollout.Event
-	changed chan struct{}
+	watched
+	events []rollout.Event
 }
 
-func newRecorder() *recorder { return &recorder{changed: make(chan struct{})} }
+func newRecorder() *recorder { return &recorder{} }
 
 func (r *recorder) Notify(ev rollout.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
-	close(r.changed)
-	r.changed = make(chan struct{})
+	r.signal()
 }
 
 func (r *recorder) waitFor(t *testing.T, what string, cond func([]rollout.Event) bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		r.mu.Lock()
-		ok, ch := cond(r.events), r.changed
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	r.waitUntil(t, 10*time.Second, func() bool { return cond(r.events) }, "timed out waiting for "+what)
 }
 
 func (r *recorder) kinds(kind rollout.EventKind) []rollout.Event {
@@ -417,10 +421,9 @@ func (h *harness) results(id int64) map[string]rollout.HostResult {
 // a window ends without waiting, and a test can wait until the engine sleeps
 // on it (waitForWaiter).
 type fakeClock struct {
-	mu      sync.Mutex
+	watched // signals when a waiter comes
 	now     time.Time
 	waiters []clockWaiter
-	changed chan struct{} // closed and replaced when a waiter comes
 }
 
 type clockWaiter struct {
@@ -428,9 +431,7 @@ type clockWaiter struct {
 	ch chan time.Time
 }
 
-func newFakeClock(now time.Time) *fakeClock {
-	return &fakeClock{now: now, changed: make(chan struct{})}
-}
+func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -447,8 +448,7 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	c.waiters = append(c.waiters, clockWaiter{c.now.Add(d), ch})
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.signal()
 	return ch
 }
 
@@ -475,24 +475,12 @@ func (c *fakeClock) Advance(d time.Duration) { c.set(c.Now().Add(d)) }
 // the clock's now plus d.
 func (c *fakeClock) waitForWaiter(t *testing.T, d time.Duration) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		c.mu.Lock()
-		ok := false
+	c.waitUntil(t, 10*time.Second, func() bool {
 		for _, w := range c.waiters {
 			if !w.at.Before(c.now.Add(d)) {
-				ok = true
+				return true
 			}
 		}
-		ch := c.changed
-		c.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("timed out waiting for a wait of %s on the clock", d)
-		}
-	}
+		return false
+	}, fmt.Sprintf("timed out waiting for a wait of %s on the clock", d))
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,35 +25,20 @@ func TestMain(m *testing.M) {
 
 // logWatch is a log destination the test can wait on.
 type logWatch struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
+	watched
+	buf bytes.Buffer
 }
 
 func (l *logWatch) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.signal()
 	return l.buf.Write(p)
 }
 
 func (l *logWatch) waitFor(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		l.mu.Lock()
-		ok, ch := strings.Contains(l.buf.String(), s), l.changed
-		l.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no log line with %q", s)
-		}
-	}
+	l.waitUntil(t, 20*time.Second, func() bool { return strings.Contains(l.buf.String(), s) }, fmt.Sprintf("no log line with %q", s))
 }
 
 // The database goes away mid-rollout: no host's update starts while its start
@@ -80,7 +64,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	order := rollout.Shuffle(hosts, 7)
-	logs := &logWatch{changed: make(chan struct{})}
+	logs := &logWatch{}
 	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
 		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
 		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
@@ -140,7 +124,7 @@ func TestAuditSurvivesAnOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	logs := &logWatch{changed: make(chan struct{})}
+	logs := &logWatch{}
 	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: newFleet(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	proxy.Cut()
 	for _, action := range []string{"halt", "resume"} {
