@@ -143,6 +143,23 @@ func (m *memStore) ClaimRollout(_ context.Context, id int64, owner string, ttl t
 	return &cp, nil
 }
 
+func (m *memStore) RenewRollout(_ context.Context, id int64, owner string, ttl time.Duration) (*rollout.Rollout, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.get(id)
+	switch {
+	case err != nil:
+		return nil, err
+	case !r.Phase.Active():
+		return nil, rollout.ErrNotRunning
+	case r.Owner != owner:
+		return nil, rollout.ErrLeaseLost
+	}
+	r.LeaseUntil = time.Now().Add(ttl)
+	cp := *r
+	return &cp, nil
+}
+
 func (m *memStore) ReleaseRollout(_ context.Context, id int64, owner string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -175,6 +175,7 @@ func (c *fakeConn) Update(ctx context.Context, v string) (string, error) {
 	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
+	c.f.signal()
 	switch c.f.behavior[c.id] {
 	case "update-fails":
 		c.record(rollout.StepUpdate, true, 1)

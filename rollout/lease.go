@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -12,7 +11,8 @@ import (
 // never believes it holds the lease longer than the store does (the store's
 // clock sets the expiry; this process's clock only measures a duration).
 // Every host command waits on it, so a driver whose lease ran out, or that
-// was stopped past it, starts no command anywhere.
+// was stopped past it, starts no command anywhere until a renewal shows that
+// nobody took the rollout over in between.
 type lease struct {
 	ttl    time.Duration
 	margin time.Duration // a command needs at least this much lease left to start
@@ -27,7 +27,9 @@ func newLease(claimed time.Time, ttl time.Duration) *lease {
 	return &lease{ttl: ttl, margin: ttl / 4, until: claimed.Add(ttl), changed: make(chan struct{})}
 }
 
-// renewed records a renewal asked for at sent.
+// renewed records a renewal asked for at sent. The store renews only a lease
+// this driver still holds, so a renewal that comes after the lease ran out
+// shows that nobody took the rollout over in between.
 func (l *lease) renewed(sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -37,49 +39,54 @@ func (l *lease) renewed(sent time.Time) {
 	if u := sent.Add(l.ttl); u.After(l.until) {
 		l.until = u
 	}
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.signalLocked()
+}
+
+// ranOut reports whether the lease ran out before t.
+func (l *lease) ranOut(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !t.Before(l.until)
 }
 
 // lost ends the lease for good.
 func (l *lease) lost() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.loseLocked()
+}
+
+func (l *lease) loseLocked() {
 	if !l.gone {
 		l.gone = true
-		close(l.changed)
-		l.changed = make(chan struct{})
+		l.signalLocked()
 	}
 }
 
+func (l *lease) signalLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
 // hold returns nil when a command may start now: the lease has more than its
-// margin left. Close to the end it waits for the renewal; once the lease
-// ran out it fails with ErrLeaseLost, even if a renewal comes later, since
-// another process may have taken the rollout over in between.
+// margin left. Close to the end, or after it, it waits for the renewal; it
+// fails with ErrLeaseLost once the lease is lost for good.
 func (l *lease) hold(ctx context.Context) error {
 	for {
 		l.mu.Lock()
 		until, gone, changed := l.until, l.gone, l.changed
 		l.mu.Unlock()
-		left := time.Until(until)
-		switch {
-		case gone:
+		if gone {
 			return ErrLeaseLost
-		case left <= 0:
-			l.lost()
-			return fmt.Errorf("%w (its lease ran out %s ago, on this driver's clock, without a renewal)", ErrLeaseLost, (-left).Round(time.Millisecond))
 		}
+		left := time.Until(until)
 		if left > l.margin {
 			return nil
 		}
-		t := time.NewTimer(left)
 		select {
 		case <-changed:
-		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		}
-		t.Stop()
 	}
 }

@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -140,5 +141,132 @@ func TestAuditSurvivesAnOutage(t *testing.T) {
 	entries, err := db.AuditLog(ctx, 10)
 	if err != nil || len(entries) != 2 || entries[1].Action != "halt" || entries[0].Action != "resume" || entries[0].Detail != "during the outage" {
 		t.Fatalf("audit log after the outage: %v %+v", err, entries)
+	}
+}
+
+// leaseOutage starts a rollout of four held hosts, two at once, on a store
+// behind a proxy, and cuts the store off until the driver's 1 s lease has
+// run out; then the first update ends. It returns the proxy, a handle on
+// the store that is not cut off, the hosts, and the run.
+func leaseOutage(t *testing.T, f *fleet, logs *logWatch) (*pgtest.Proxy, *store.DB, []rollout.Host, <-chan runResult) {
+	t.Helper()
+	direct := pg.NewDatabase(t)
+	proxy, dsn := pgtest.NewProxy(t, direct)
+	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	other, err := store.Open(ctx, direct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	var hosts []rollout.Host
+	for i := range 4 {
+		id := fmt.Sprintf("h%03d", i)
+		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
+		f.version[id], f.initial[id] = "v1", "v1"
+		f.gate(id)
+	}
+	if err := db.PutHosts(ctx, hosts); err != nil {
+		t.Fatal(err)
+	}
+	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
+		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
+	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan runResult, 1)
+	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
+	f.waitFor(t, "2 updates in flight", func() bool { return len(f.started) == 2 })
+	proxy.Cut()
+	logs.waitFor(t, "lease ran out; no host command starts")
+	f.mu.Lock()
+	first := f.started[0]
+	f.mu.Unlock()
+	f.release(first)
+	f.waitFor(t, "the first update to end", func() bool { return f.last[first].Finished })
+	return proxy, other, hosts, done
+}
+
+// The database stays away past the driver's lease, as a slow disk or a
+// network cut may keep it: no command starts while the lease is out, and
+// once the database is back the driver renews its lease (nobody claimed the
+// rollout meanwhile) and carries on where it was, each host updated once.
+func TestLeaseRunsOutWhileTheStoreIsAway(t *testing.T) {
+	f, logs := newFleet(), &logWatch{}
+	proxy, _, hosts, done := leaseOutage(t, f, logs)
+	f.mu.Lock()
+	health, started := f.healthRun, len(f.started)
+	f.mu.Unlock()
+	if health != 0 || started != 2 {
+		t.Fatalf("with the lease out, %d health checks ran and %d updates started (want 0 and the 2 from before)", health, started)
+	}
+	proxy.Restore()
+	for _, h := range hosts {
+		f.release(h.ID)
+	}
+	res := <-done
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
+	}
+	logs.waitFor(t, "lease renewed after it ran out; nobody took the rollout over")
+	for _, h := range hosts {
+		if f.updates[h.ID] != 1 {
+			t.Errorf("%s updated %d times", h.ID, f.updates[h.ID])
+		}
+	}
+}
+
+// While the driver's lease is out, another process claims the rollout and
+// lets it go again. The first driver must not carry on when the database is
+// back, though nobody holds the rollout then: the other may have run
+// commands on its hosts under a newer epoch. It stops, starting nothing,
+// and the next driver re-checks the hosts and completes the rollout.
+func TestLeaseRanOutAndWasTakenMeanwhile(t *testing.T) {
+	f, logs := newFleet(), &logWatch{}
+	proxy, other, hosts, done := leaseOutage(t, f, logs)
+	ctx := context.Background()
+	r, err := other.ActiveRollout(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ClaimRollout(ctx, r.ID, "p2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.ReleaseRollout(ctx, r.ID, "p2"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	for _, h := range hosts {
+		f.release(h.ID)
+	}
+	res := <-done
+	if !errors.Is(res.err, rollout.ErrLeaseLost) {
+		t.Fatalf("the driver whose lease ran out and was claimed meanwhile ended with %v, want ErrLeaseLost\n%s", res.err, logs.buf.String())
+	}
+	f.mu.Lock()
+	health, started := f.healthRun, len(f.started)
+	f.mu.Unlock()
+	if health != 0 || started != 2 {
+		t.Fatalf("the replaced driver ran %d health checks and started %d updates (want 0 and the 2 from before)", health, started)
+	}
+
+	eng := rollout.New(rollout.Config{Store: other, Inventory: other, Updater: f, Owner: "p3",
+		Defaults:     rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30},
+		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
+	out, err := eng.Run(ctx, r.ID)
+	if err != nil || out.Phase != rollout.PhaseCompleted {
+		t.Fatalf("the next driver: %v %+v", err, out)
+	}
+	for _, h := range hosts {
+		if f.updates[h.ID] != 1 {
+			t.Errorf("%s updated %d times", h.ID, f.updates[h.ID])
+		}
 	}
 }

@@ -36,6 +36,11 @@ type Store interface {
 	// nobody does, or the lease ran out; else it fails with ErrLeaseLost.
 	// Taking it from another owner or from nobody increments the epoch.
 	ClaimRollout(ctx context.Context, id int64, owner string, ttl time.Duration) (*Rollout, error)
+	// RenewRollout extends owner's lease on an active rollout for ttl from
+	// now on the store's clock, as long as owner holds it: after its lease
+	// ran out, only while nobody claimed it since. Else it fails with
+	// ErrLeaseLost, or ErrNotRunning when the rollout is no longer active.
+	RenewRollout(ctx context.Context, id int64, owner string, ttl time.Duration) (*Rollout, error)
 	ReleaseRollout(ctx context.Context, id int64, owner string) error
 	// RequestHalt asks the driver of an active rollout to halt, keeping a
 	// halt asked for earlier; it returns the rollout as stored, and

@@ -558,12 +558,16 @@ func (ru *run) persistRollout(ctx context.Context, r *Rollout) error {
 
 // watch renews the lease and looks for halts asked of another process. It
 // wakes often enough to renew close to a third of the lease, so a short
-// lease is not lost to a late tick.
+// lease is not lost to a late tick. A lease that ran out (the store was
+// away or slow, or this process was stopped) is not given up at once: no
+// command starts until the store renews it, which it does only while
+// nobody else has claimed the rollout, and the run goes on where it was.
+// Another owner, or a rollout ended elsewhere, stops the run.
 func (ru *run) watch(ctx context.Context) {
 	tick := time.NewTicker(min(ru.e.cfg.PollInterval, ru.e.cfg.LeaseTTL/6))
 	defer tick.Stop()
 	lastRenew := time.Now()
-	failing, slow := false, false // said once per streak
+	failing, slow, ranOut := false, false, false // said once per streak
 	for {
 		select {
 		case <-ctx.Done():
@@ -576,18 +580,30 @@ func (ru *run) watch(ctx context.Context) {
 			ru.e.log.WarnContext(ctx, "lease renewal late", "rollout_id", ru.r.ID, "since_renewal", gap.Round(time.Millisecond))
 			slow = true
 		}
+		if !ranOut && ru.lease.ranOut(time.Now()) {
+			ru.e.log.WarnContext(ctx, "lease ran out; no host command starts until it is renewed", "rollout_id", ru.r.ID,
+				"since_renewal", time.Since(lastRenew).Round(time.Millisecond))
+			ranOut = true
+		}
 		if time.Since(lastRenew) >= ru.e.cfg.LeaseTTL/3 {
 			sent := time.Now()
-			cur, err = ru.e.cfg.Store.ClaimRollout(ctx, ru.r.ID, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL)
+			cur, err = ru.e.cfg.Store.RenewRollout(ctx, ru.r.ID, ru.e.cfg.Owner, ru.e.cfg.LeaseTTL)
 			if err == nil {
-				lastRenew, failing, slow = sent, false, false
 				ru.lease.renewed(sent)
+				if ranOut {
+					ru.e.log.InfoContext(ctx, "lease renewed after it ran out; nobody took the rollout over", "rollout_id", ru.r.ID,
+						"since_renewal", time.Since(lastRenew).Round(time.Millisecond), "renewal_took", time.Since(sent).Round(time.Millisecond))
+				}
+				lastRenew, failing, slow, ranOut = sent, false, false, false
 			}
 		} else {
 			cur, err = ru.e.cfg.Store.Rollout(ctx, ru.r.ID)
 		}
 		switch {
-		case errors.Is(err, ErrLeaseLost) || (err == nil && cur.Owner != ru.e.cfg.Owner):
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrNotRunning), err == nil && cur.Owner != ru.e.cfg.Owner:
+			if ru.ended() {
+				return // this driver ended the rollout and let it go
+			}
 			owner := ""
 			if cur != nil {
 				owner = cur.Owner
@@ -602,11 +618,18 @@ func (ru *run) watch(ctx context.Context) {
 					"since_renewal", time.Since(lastRenew).Round(time.Millisecond))
 			}
 			failing = true
-			continue // the store is away; writes wait for it, and the lease runs out
+			continue // the store is away; writes wait for it, and so do commands once the lease runs out
 		default:
 			ru.request(cur)
 		}
 	}
+}
+
+// ended reports whether this driver has ended the rollout.
+func (ru *run) ended() bool {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.r.Phase.Ended()
 }
 
 // loseLease stops the run for good: another process may drive the rollout now.

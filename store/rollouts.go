@@ -186,17 +186,35 @@ func (db *DB) ClaimRollout(ctx context.Context, id int64, owner string, ttl time
 		WHERE id = $1 AND active AND (owner = $2 OR owner = '' OR lease_until IS NULL OR lease_until < `+db.b.now()+`)
 		RETURNING `+rolloutCols, id, owner, ttl.Microseconds()))
 	if errors.Is(err, rollout.ErrNotFound) {
-		cur, err := db.Rollout(ctx, id)
-		switch {
-		case err != nil:
-			return nil, err
-		case !cur.Phase.Active():
-			return nil, fmt.Errorf("rollout #%d is %s: %w", id, cur.Phase, rollout.ErrNotRunning)
-		default:
-			return nil, rollout.ErrLeaseLost
-		}
+		return nil, db.notClaimable(ctx, id)
 	}
 	return r, err
+}
+
+// RenewRollout extends owner's lease on an active rollout for ttl from now
+// on the store's clock, while owner holds it: a lease that ran out is
+// renewed only if nobody claimed the rollout since, so the epoch stays.
+func (db *DB) RenewRollout(ctx context.Context, id int64, owner string, ttl time.Duration) (*rollout.Rollout, error) {
+	r, err := scanRollout(db.b.queryRow(ctx, `UPDATE rollouts SET lease_until = `+db.b.after("$3")+`
+		WHERE id = $1 AND active AND owner = $2
+		RETURNING `+rolloutCols, id, owner, ttl.Microseconds()))
+	if errors.Is(err, rollout.ErrNotFound) {
+		return nil, db.notClaimable(ctx, id)
+	}
+	return r, err
+}
+
+// notClaimable explains a claim or renewal that matched no row: the
+// rollout is gone or ended, or another process holds it.
+func (db *DB) notClaimable(ctx context.Context, id int64) error {
+	cur, err := db.Rollout(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case !cur.Phase.Active():
+		return fmt.Errorf("rollout #%d is %s: %w", id, cur.Phase, rollout.ErrNotRunning)
+	}
+	return rollout.ErrLeaseLost
 }
 
 // ReleaseRollout gives up owner's lease.

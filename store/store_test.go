@@ -475,6 +475,66 @@ func TestLeaseFencing(t *testing.T) {
 	})
 }
 
+// A renewal extends only a lease its owner still holds: after the lease ran
+// out it succeeds while nobody claimed the rollout, under the same epoch,
+// and fails once another process claimed it, even one that let it go again.
+func TestRenewRollout(t *testing.T) {
+	backends(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		a, b := open(t, dsn), open(t, dsn)
+		r := create(t, a, "A")
+		if _, err := b.RenewRollout(ctx, r.ID, "B", time.Minute); !errors.Is(err, rollout.ErrLeaseLost) {
+			t.Fatalf("renewal by another process: %v", err)
+		}
+		got, err := a.RenewRollout(ctx, r.ID, "A", time.Millisecond)
+		if err != nil || got.Epoch != 1 || got.Owner != "A" {
+			t.Fatalf("renew: %v %+v", err, got)
+		}
+		expired := got.LeaseUntil
+		waitStoreClock(t, a, expired)
+		got, err = a.RenewRollout(ctx, r.ID, "A", time.Minute)
+		if err != nil || got.Epoch != 1 || !got.LeaseUntil.After(expired) {
+			t.Fatalf("renewal after the lease ran out, nobody claiming: %v %+v", err, got)
+		}
+		// A's lease runs out again; B claims the rollout and lets it go.
+		if got, err = a.RenewRollout(ctx, r.ID, "A", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		waitStoreClock(t, a, got.LeaseUntil)
+		if _, err := b.ClaimRollout(ctx, r.ID, "B", time.Minute); err != nil {
+			t.Fatalf("takeover: %v", err)
+		}
+		if err := b.ReleaseRollout(ctx, r.ID, "B"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.RenewRollout(ctx, r.ID, "A", time.Minute); !errors.Is(err, rollout.ErrLeaseLost) {
+			t.Fatalf("renewal after another process claimed the rollout and let it go: %v", err)
+		}
+		if got, err := a.ClaimRollout(ctx, r.ID, "A", time.Minute); err != nil || got.Epoch != 3 {
+			t.Fatalf("claim after release: %v %+v", err, got)
+		}
+		finish(t, a, r, rollout.PhaseCompleted)
+		if _, err := a.RenewRollout(ctx, r.ID, "A", time.Minute); !errors.Is(err, rollout.ErrNotRunning) {
+			t.Fatalf("renewal of a finished rollout: %v", err)
+		}
+	})
+}
+
+// waitStoreClock polls, at most 10 s, until the store's clock is past t.
+func waitStoreClock(t *testing.T, db *store.DB, after time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tick := time.NewTicker(5 * time.Millisecond); ; <-tick.C {
+		now, err := db.Now(context.Background())
+		if err == nil && now.After(after) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store's clock did not pass %s: %v %s", after, err, now)
+		}
+	}
+}
+
 // Lease times are the database's clock: no process's clock takes part, so
 // two bot machines whose clocks disagree still agree on who drives.
 func TestLeaseUsesTheDatabaseClock(t *testing.T) {
