@@ -44,23 +44,29 @@ func (h *harness) withChecks(cs ...rollout.Check) {
 	h.eng = rollout.New(h.cfg)
 }
 
+// Checks run after every stage, the last too: a rollout completes only once
+// they passed with all its hosts on the new version, and one that fails
+// after the last stage halts it there, every host updated, for an admin to
+// roll back or resume.
 func TestChecks(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		result     rollout.CheckResult
+		script     []rollout.CheckResult
 		onError    bool
 		wantPhase  rollout.Phase
 		wantReason string
 		wantHosts  int
+		wantRuns   int
 	}{
-		{"pass", passed, false, rollout.PhaseCompleted, "", 10},
-		{"fail", fail, false, rollout.PhaseHalted, "after stage 10%: check error_rate failed: saw 0.034, wanted < 0.01", 1},
-		{"inconclusive fails closed", inconclusive, false, rollout.PhaseHalted, "after stage 10%: check error_rate could not answer: no data", 1},
-		{"inconclusive with on_error continue", inconclusive, true, rollout.PhaseCompleted, "", 10},
+		{"pass", []rollout.CheckResult{passed}, false, rollout.PhaseCompleted, "", 10, 3},
+		{"fail", []rollout.CheckResult{fail}, false, rollout.PhaseHalted, "after stage 10%: check error_rate failed: saw 0.034, wanted < 0.01", 1, 1},
+		{"inconclusive fails closed", []rollout.CheckResult{inconclusive}, false, rollout.PhaseHalted, "after stage 10%: check error_rate could not answer: no data", 1, 1},
+		{"inconclusive with on_error continue", []rollout.CheckResult{inconclusive}, true, rollout.PhaseCompleted, "", 10, 3},
+		{"fail after the last stage", []rollout.CheckResult{passed, passed, fail}, false, rollout.PhaseHalted, "after stage 100%: check error_rate failed: saw 0.034, wanted < 0.01", 10, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, 10, settings([]int{10, 50, 100}, 2, 0))
-			c := newScripted(tc.result)
+			c := newScripted(tc.script...)
 			h.withChecks(rollout.Check{Name: "error_rate", Checker: c, ContinueOnError: tc.onError})
 			r := h.start("v2")
 			res := wait(t, h.runAsync(context.Background(), r.ID))
@@ -73,13 +79,43 @@ func TestChecks(t *testing.T) {
 			if n := len(h.fleet.started); n != tc.wantHosts {
 				t.Fatalf("%d hosts updated, want %d", n, tc.wantHosts)
 			}
-			if c.targets[0] != (rollout.CheckTarget{Version: "v2", Stage: 10}) {
-				t.Errorf("checked %+v", c.targets[0])
+			if c.runs != tc.wantRuns {
+				t.Errorf("checks ran %d times, want %d", c.runs, tc.wantRuns)
 			}
-			if tc.wantPhase == rollout.PhaseCompleted && c.runs != 2 {
-				t.Errorf("checks ran %d times, want after 10%% and 50%% (not after the last stage)", c.runs)
+			for i, want := range []int{10, 50, 100}[:c.runs] {
+				if c.targets[i] != (rollout.CheckTarget{Version: "v2", Stage: want}) {
+					t.Errorf("check %d was of %+v, want stage %d%%", i, c.targets[i], want)
+				}
 			}
 		})
+	}
+}
+
+// A rollout halted by its checks after the last stage is resumed once the
+// cause is mended: the checks run again, pass, and it completes, no host
+// updated twice.
+func TestResumeAfterTheLastChecksFailed(t *testing.T) {
+	h := newHarness(t, 10, settings([]int{10, 100}, 2, 0))
+	c := newScripted(passed, fail, passed)
+	h.withChecks(rollout.Check{Name: "error_rate", Checker: c})
+	r := h.start("v2")
+	if res := wait(t, h.runAsync(context.Background(), r.ID)); res.r.Phase != rollout.PhaseHalted {
+		t.Fatalf("%v %s", res.err, rollout.Outcome(res.r, rollout.Counts{}))
+	}
+	if _, err := h.eng.Resume(context.Background(), rollout.ResumeRequest{Actor: "U1"}); err != nil {
+		t.Fatal(err)
+	}
+	res := wait(t, h.runAsync(context.Background(), r.ID))
+	if res.err != nil || res.r.Phase != rollout.PhaseCompleted {
+		t.Fatalf("after the resume: %v %s", res.err, rollout.Outcome(res.r, rollout.Counts{}))
+	}
+	if c.runs != 3 {
+		t.Errorf("checks ran %d times, want after 10%%, after 100%%, and again after the resume", c.runs)
+	}
+	for id, n := range h.fleet.updates {
+		if n != 1 {
+			t.Errorf("%s updated %d times", id, n)
+		}
 	}
 }
 
@@ -144,10 +180,23 @@ func TestBakeThenGateAcrossRestart(t *testing.T) {
 	if _, err := h.promote("U2", 0); err != nil {
 		t.Fatal(err)
 	}
+	// The last stage bakes too before the rollout completes.
+	h.rec.waitFor(t, "the last stage's bake", func(evs []rollout.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == rollout.EventBaking && ev.Stage.Percent == 100 {
+				return true
+			}
+		}
+		return false
+	})
+	clock.waitForWaiter(t, 5*time.Minute)
+	clock.Advance(5 * time.Minute)
+	clock.waitForWaiter(t, 5*time.Minute)
+	clock.Advance(5 * time.Minute)
 	if res := wait(t, done); res.r.Phase != rollout.PhaseCompleted {
 		t.Fatalf("%+v", res.r)
 	}
-	if c.runs < 3 {
-		t.Fatalf("checks ran %d times", c.runs)
+	if c.runs < 6 {
+		t.Fatalf("checks ran %d times, want at least 3 in each bake", c.runs)
 	}
 }

@@ -198,10 +198,13 @@ func (ru *run) enterGate(ctx context.Context, r Rollout, st Stage) error {
 	return nil
 }
 
-// After says what stands between stage st and the next in the plan: its
-// checks (and bake) and its manual gate; empty when nothing does, or when no
-// stage with hosts follows.
+// After says what stands between stage st and the next in the plan, or
+// the rollout's end after its last stage with hosts: its checks (and bake),
+// and, before a next stage, its manual gate. Empty when nothing does.
 func (p Plan) After(st Stage) string {
+	if st.Size() == 0 {
+		return ""
+	}
 	last := true
 	for _, next := range p.Stages[st.Index+1:] {
 		if next.Size() > 0 {
@@ -209,18 +212,18 @@ func (p Plan) After(st Stage) string {
 			break
 		}
 	}
-	if last || st.Size() == 0 {
-		return ""
-	}
 	var parts []string
 	if len(p.Checks) > 0 {
 		what := "checks " + strings.Join(CheckNames(p.Checks), ", ")
 		if p.Settings.Bake > 0 {
 			what += fmt.Sprintf(" (again and again for a %s bake)", p.Settings.Bake)
 		}
+		if last {
+			what += " before it completes"
+		}
 		parts = append(parts, what)
 	}
-	if p.Settings.GatedAt(st.Percent) {
+	if !last && p.Settings.GatedAt(st.Percent) {
 		what := "waits for an admin to promote it"
 		if p.Settings.PromoteByOther {
 			what += " (not the one who started it)"

@@ -130,11 +130,8 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		switch r.Phase {
 		case PhaseBaking:
 			ru.bake(ctx, r, st)
-			if r := ru.snapshot(); r.Halt != nil || ctx.Err() != nil {
-				continue
-			}
-			if err := ru.afterChecks(hostCtx, ru.snapshot(), st); err != nil {
-				return ru.stopped(ctx, err)
+			if out, done, err := ru.pastChecks(ctx, hostCtx, st); done {
+				return out, err
 			}
 			continue
 		case PhaseGated:
@@ -196,25 +193,49 @@ func (ru *run) drive(ctx context.Context) (*Rollout, error) {
 		}
 		log.InfoContext(ctx, "stage done", "stage", st.Percent, "failures", failures)
 		ru.notify(EventStageDone, nil, st, 0)
-		if next < 0 {
-			return ru.finish(hostCtx, PhaseCompleted)
-		}
-		if len(ru.e.cfg.Checks) > 0 {
-			if bake := r.Settings.Bake; bake > 0 {
-				if err := ru.setPhase(hostCtx, PhaseBaking, r.Stage, ru.e.clock.Now().Add(bake)); err != nil {
-					return ru.stopped(ctx, err)
-				}
-				ru.notify(EventBaking, nil, st, bake)
-				continue
+		if len(ru.e.cfg.Checks) == 0 {
+			if next < 0 {
+				return ru.finish(hostCtx, PhaseCompleted)
 			}
-			if !ru.runChecks(ctx, st) {
-				continue // halted, or shut down before the checks answered
+			if err := ru.afterChecks(hostCtx, ru.snapshot(), st); err != nil {
+				return ru.stopped(ctx, err)
 			}
+			continue
 		}
-		if err := ru.afterChecks(hostCtx, ru.snapshot(), st); err != nil {
-			return ru.stopped(ctx, err)
+		// Checks follow every stage, the last too: a rollout completes only
+		// once they passed with all its hosts on the new version.
+		if bake := r.Settings.Bake; bake > 0 {
+			if err := ru.setPhase(hostCtx, PhaseBaking, r.Stage, ru.e.clock.Now().Add(bake)); err != nil {
+				return ru.stopped(ctx, err)
+			}
+			ru.notify(EventBaking, nil, st, bake)
+			continue
+		}
+		ru.runChecks(ctx, st)
+		if out, done, err := ru.pastChecks(ctx, hostCtx, st); done {
+			return out, err
 		}
 	}
+}
+
+// pastChecks goes on from stage st once its checks (and bake) passed: to
+// the end when st was the last stage, else to what comes before the next.
+// A halt, or a shutdown, asked for while they ran is left to the loop. done
+// says the drive ends here, with out and err.
+func (ru *run) pastChecks(ctx, hostCtx context.Context, st Stage) (out *Rollout, done bool, err error) {
+	r := ru.snapshot()
+	switch {
+	case r.Halt != nil || ctx.Err() != nil:
+		return nil, false, nil
+	case ru.nextStage(r.Stage) < 0:
+		out, err = ru.finish(hostCtx, PhaseCompleted)
+		return out, true, err
+	}
+	if err := ru.afterChecks(hostCtx, r, st); err != nil {
+		out, err = ru.stopped(ctx, err)
+		return out, true, err
+	}
+	return nil, false, nil
 }
 
 // afterChecks takes a rollout whose stage st is done and checked to what
