@@ -46,6 +46,8 @@ func buttonState(r rollout.Rollout) string {
 		return stateRollingBack
 	case r.Phase == rollout.PhaseGated:
 		return gatedState(r.Stage)
+	case r.Phase.Holding():
+		return holdState(r)
 	}
 	return stateRunning
 }
@@ -158,6 +160,9 @@ func statusBlocks(p rollout.Progress, now time.Time, promoters string) ([]slack.
 			}
 			if r.Phase == rollout.PhaseBaking {
 				blocks = append(blocks, section(bakeText(r)))
+			}
+			if r.Phase.Holding() {
+				buttons = append(buttons, goOnButton(r, now))
 			}
 			halt := slack.NewButtonBlockElement(HaltActionID, buttonValue(r), plain("Halt rollout"))
 			halt.Style = slack.StyleDanger

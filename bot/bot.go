@@ -441,6 +441,9 @@ func (b *Bot) press(ctx context.Context, c caller, action string, id int64, stat
 		return b.rollback(ctx, c, "Halt & roll back button", id)
 	}
 	if action == "promote" {
+		if _, _, ok := holdStage(state); ok {
+			return b.promote(ctx, c, id, -1) // still held as drawn: an override of the hold
+		}
 		k, ok := gateStage(state)
 		if !ok {
 			return fmt.Sprintf("Nothing done: rollout #%d was not waiting at a gate when that button was drawn.", id), nil

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
@@ -150,6 +153,38 @@ func waitLine(r rollout.Rollout, now time.Time) string {
 		return "🕑 *Outside the rollout windows* — " + escape(w)
 	}
 	return "⏸ " + escape(w)
+}
+
+// holdState is the button state of a rollout held by a freeze or outside
+// the windows, before stage k: "frozen_2", "window_1". A Go on button drawn
+// for one hold never overrides another.
+func holdState(r rollout.Rollout) string { return string(r.Phase) + "_" + strconv.Itoa(r.Stage) }
+
+// holdStage reads a hold's button state.
+func holdStage(state string) (phase rollout.Phase, stage int, ok bool) {
+	for _, p := range []rollout.Phase{rollout.PhaseFrozen, rollout.PhaseWindow} {
+		if rest, found := strings.CutPrefix(state, string(p)+"_"); found {
+			k, err := strconv.Atoi(rest)
+			return p, k, err == nil && k >= 0
+		}
+	}
+	return "", 0, false
+}
+
+// goOnButton overrides what holds r, a freeze or the windows, so it goes on
+// now: the same as /rollout promote, behind a confirm dialog that says so.
+func goOnButton(r rollout.Rollout, now time.Time) *slack.ButtonBlockElement {
+	label, title := "Go on despite the freeze", "Override the freeze?"
+	if r.Phase == rollout.PhaseWindow {
+		label, title = "Go on outside the window", "Go on outside the windows?"
+	}
+	b := slack.NewButtonBlockElement(PromoteActionID, buttonValue(r), plain(label))
+	b.Style = slack.StyleDanger
+	b.Confirm = slack.NewConfirmationBlockObject(plain(title),
+		plain(clipLine(fmt.Sprintf("Rollout #%d (%s) is %s. Go on starts its hosts now; the override goes in the audit log and is announced in the channel.",
+			r.ID, clipLine(r.Version, 60), r.Waiting(now)), 300)),
+		plain("Go on"), plain("Keep waiting"))
+	return b
 }
 
 // waitReply is the thread reply when a rollout begins to wait.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rolloutbot/rolloutbot/bot"
+	"github.com/rolloutbot/rolloutbot/bot/slackfake"
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
@@ -141,4 +143,60 @@ func TestStatusWaitCountsDown(t *testing.T) {
 	}
 	e.command(admin, "halt enough")
 	e.waitFor("the rollout to end", e.rolloutEnded)
+}
+
+// A rollout held outside the windows has a Go on button, behind a confirm
+// dialog: a non-admin's press is refused, an admin's overrides the windows
+// (audited and announced) and the rollout goes on; the button pressed again
+// once the rollout moved on does nothing and says so.
+func TestGoOnButtonOverridesTheWindow(t *testing.T) {
+	w, err := rollout.ParseWindow("Mon 00:00-00:01 Pacific/Kiritimati")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{hosts: 3, calendar: rollout.Calendar{Windows: rollout.Windows{w}}})
+	if open, _ := e.engine.Calendar().Windows.At(e.engine.Now()); open {
+		t.Skip("the clock is inside the one-minute window")
+	}
+	e.command(admin, "start v2")
+	e.ephemeral(admin, "Started rollout #1")
+	e.waitRollout("waiting for the window", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseWindow })
+	var m slackfake.Message
+	e.waitFor("a status message with a Go on button", func() bool {
+		var ok bool
+		m, ok = e.statusMessage()
+		return ok && strings.Contains(blockText(m.Blocks), "Go on outside the window")
+	})
+	for _, want := range []string{`"value":"1:window_0"`, "Go on outside the windows?", "is waiting for the window", "Keep waiting"} {
+		if !strings.Contains(string(m.Blocks), want) {
+			t.Errorf("the Go on button lacks %q:\n%s", want, m.Blocks)
+		}
+	}
+
+	e.click(user, m.TS, bot.PromoteActionID, "")
+	e.ephemeral(user, "Only rolloutbot admins can promote")
+	if r, _ := e.db.ActiveRollout(context.Background()); r == nil || r.Phase != rollout.PhaseWindow || r.Anytime != nil {
+		t.Fatalf("a refused press reached the rollout: %+v", r)
+	}
+	e.click(admin, m.TS, bot.PromoteActionID, "")
+	e.ephemeral(admin, "Rollout #1 goes on: you overrode what held it")
+	r := e.waitRollout("completed", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseCompleted })
+	if r.Anytime == nil || r.Anytime.By != admin {
+		t.Fatalf("the override is %+v, want by %s", r.Anytime, admin)
+	}
+	e.waitFor("the override announced", func() bool { return e.channelSays("<@" + admin + "> promoted rollout #1 (v2) past what held it") })
+
+	e.click(admin, m.TS, bot.PromoteActionID, "1:window_0")
+	e.ephemeral(admin, "Nothing done: that button is from when rollout #1 was waiting for a rollout window before stage 10%; now it is completed")
+	log, _ := e.db.AuditLog(context.Background(), 20)
+	var got []string
+	for _, a := range log {
+		if a.Action == "window.override" || a.Action == "promote" {
+			got = append(got, a.Action+"/"+a.Actor+"/"+map[bool]string{true: "ok", false: "refused"}[a.Allowed])
+		}
+	}
+	want := "promote/" + admin + "/refused window.override/" + admin + "/ok promote/" + user + "/refused"
+	if strings.Join(got, " ") != want {
+		t.Errorf("audit (newest first) %v, want %s", got, want)
+	}
 }

@@ -176,6 +176,13 @@ func drawnWord(r *rollout.Rollout, state string) string {
 	if k, ok := gateStage(state); ok && k < len(r.Settings.Stages) {
 		return fmt.Sprintf("waiting at its gate after stage %d%%", r.Settings.Stages[k])
 	}
+	if p, k, ok := holdStage(state); ok && k < len(r.Settings.Stages) {
+		what := "frozen"
+		if p == rollout.PhaseWindow {
+			what = "waiting for a rollout window"
+		}
+		return fmt.Sprintf("%s before stage %d%%", what, r.Settings.Stages[k])
+	}
 	return strings.ReplaceAll(state, "_", " ")
 }
 
