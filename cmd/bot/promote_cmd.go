@@ -51,5 +51,7 @@ func (m *Main) rolloutPromote(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(m.Stdout, "promoted rollout #%d of %s past its gate after stage %d%%: the process driving it starts %s\n",
 		r.ID, r.Version, stages[r.Stage].Percent, next)
+	m.announce(ctx, a, fmt.Sprintf("▶️ %s promoted rollout #%d (%s) past its gate after stage %d %%, from a terminal.",
+		actor(), r.ID, r.Version, stages[r.Stage].Percent))
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,4 +53,23 @@ func TestCLIGateAndPromote(t *testing.T) {
 	f.assertEachHostOnce()
 	out = f.mustRun(1, "rollout", "promote")
 	assertContains(t, "promote after the end", out, "no rollout is running")
+}
+
+// A promote typed at a terminal is announced in the channel when Slack is
+// configured, naming the terminal's user, as a promote in Slack is.
+func TestCLIPromoteAnnounced(t *testing.T) {
+	f, fake, _ := slackFixture(t, fixtureOptions{hosts: 10})
+	driver := f.child("rollout", "start", "v2", "--gate", "10", "--pause", "0s")
+	f.waitPhase(rollout.PhaseGated)
+	f.mustRun(0, "rollout", "promote")
+	if code := driver.wait(t); code != 0 {
+		t.Fatalf("the driver exited %d:\n%s", code, driver.out.String())
+	}
+	want := fmt.Sprintf("▶️ %s promoted rollout #1 (v2) past its gate after stage 10 %%, from a terminal.", actor())
+	for _, m := range fake.Messages("C0OPS") {
+		if m.Text == want {
+			return
+		}
+	}
+	t.Fatalf("no announcement %q in the channel", want)
 }
