@@ -83,6 +83,23 @@ func TestFreezeEndToEnd(t *testing.T) {
 // A rollout outside the windows says on its status message and in
 // /rollout status what it waits for and until when.
 func TestWaitingShownOnStatus(t *testing.T) {
+	e := startOutsideTheWindow(t)
+	e.waitFor("the status message to show the wait", func() bool {
+		m, ok := e.statusMessage()
+		return ok && strings.Contains(blockText(m.Blocks), "Outside the rollout windows") &&
+			strings.Contains(blockText(m.Blocks), "opens Mon")
+	})
+	e.command(admin, "status")
+	e.ephemeral(admin, "waiting for the window (Mon 00:00-00:01 Pacific/Kiritimati): opens Mon")
+	// Halt works while waiting.
+	e.command(admin, "halt not this week")
+	e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
+}
+
+// startOutsideTheWindow starts rollout #1 of v2 on three hosts, with one
+// window a minute a week, and returns once it waits for the window.
+func startOutsideTheWindow(t *testing.T) *env {
+	t.Helper()
 	w, err := rollout.ParseWindow("Mon 00:00-00:01 Pacific/Kiritimati")
 	if err != nil {
 		t.Fatal(err)
@@ -95,16 +112,7 @@ func TestWaitingShownOnStatus(t *testing.T) {
 	e.command(admin, "start v2")
 	e.ephemeral(admin, "Started rollout #1")
 	e.waitRollout("waiting for the window", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseWindow })
-	e.waitFor("the status message to show the wait", func() bool {
-		m, ok := e.statusMessage()
-		return ok && strings.Contains(blockText(m.Blocks), "Outside the rollout windows") &&
-			strings.Contains(blockText(m.Blocks), "opens Mon")
-	})
-	e.command(admin, "status")
-	e.ephemeral(admin, "waiting for the window (Mon 00:00-00:01 Pacific/Kiritimati): opens Mon")
-	// Halt works while waiting.
-	e.command(admin, "halt not this week")
-	e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
+	return e
 }
 
 // channelSays reports whether a message in the channel contains s.
@@ -150,17 +158,7 @@ func TestStatusWaitCountsDown(t *testing.T) {
 // (audited and announced) and the rollout goes on; the button pressed again
 // once the rollout moved on does nothing and says so.
 func TestGoOnButtonOverridesTheWindow(t *testing.T) {
-	w, err := rollout.ParseWindow("Mon 00:00-00:01 Pacific/Kiritimati")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, envOptions{hosts: 3, calendar: rollout.Calendar{Windows: rollout.Windows{w}}})
-	if open, _ := e.engine.Calendar().Windows.At(e.engine.Now()); open {
-		t.Skip("the clock is inside the one-minute window")
-	}
-	e.command(admin, "start v2")
-	e.ephemeral(admin, "Started rollout #1")
-	e.waitRollout("waiting for the window", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseWindow })
+	e := startOutsideTheWindow(t)
 	var m slackfake.Message
 	e.waitFor("a status message with a Go on button", func() bool {
 		var ok bool

@@ -53,29 +53,9 @@ func TestDatabaseGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	f := newFleet()
-	var hosts []rollout.Host
-	for i := range 8 {
-		id := fmt.Sprintf("h%03d", i)
-		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
-		f.version[id], f.initial[id] = "v1", "v1"
-		f.gate(id)
-	}
-	if err := db.PutHosts(ctx, hosts); err != nil {
-		t.Fatal(err)
-	}
+	f, logs := newFleet(), &logWatch{}
+	hosts, done := gatedRollout(t, db, f, 8, logs)
 	order := rollout.Shuffle(hosts, 7)
-	logs := &logWatch{}
-	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
-		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
-	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan runResult, 1)
-	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
 
 	// Two updates run; the database goes away; the first ends (a result
 	// that cannot be written yet) and its worker goes on to the third host,
@@ -104,7 +84,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
 	}
 	logs.waitFor(t, "store is back")
-	results, err := db.HostResults(ctx, r.ID)
+	results, err := db.HostResults(ctx, res.r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +124,35 @@ func TestAuditSurvivesAnOutage(t *testing.T) {
 	}
 }
 
+// gatedRollout starts a rollout of v2 on n hosts of fleet f whose updates
+// are held until released, in one stage, two at once, driven by "p1" with a
+// 1 s lease and logging to logs. It returns the hosts and the run.
+func gatedRollout(t *testing.T, db *store.DB, f *fleet, n int, logs *logWatch) ([]rollout.Host, <-chan runResult) {
+	t.Helper()
+	ctx := context.Background()
+	var hosts []rollout.Host
+	for i := range n {
+		id := fmt.Sprintf("h%03d", i)
+		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
+		f.version[id], f.initial[id] = "v1", "v1"
+		f.gate(id)
+	}
+	if err := db.PutHosts(ctx, hosts); err != nil {
+		t.Fatal(err)
+	}
+	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
+		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
+	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan runResult, 1)
+	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
+	return hosts, done
+}
+
 // leaseOutage starts a rollout of four held hosts, two at once, on a store
 // behind a proxy, and cuts the store off until the driver's 1 s lease has
 // run out; then the first update ends. It returns the proxy, a handle on
@@ -163,26 +172,7 @@ func leaseOutage(t *testing.T, f *fleet, logs *logWatch) (*pgtest.Proxy, *store.
 		t.Fatal(err)
 	}
 	t.Cleanup(other.Close)
-	var hosts []rollout.Host
-	for i := range 4 {
-		id := fmt.Sprintf("h%03d", i)
-		hosts = append(hosts, rollout.Host{ID: id, Address: "192.0.2.1", Port: 2000 + i})
-		f.version[id], f.initial[id] = "v1", "v1"
-		f.gate(id)
-	}
-	if err := db.PutHosts(ctx, hosts); err != nil {
-		t.Fatal(err)
-	}
-	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
-		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
-	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan runResult, 1)
-	go func() { out, err := eng.Run(ctx, r.ID); done <- runResult{out, err} }()
+	hosts, done := gatedRollout(t, db, f, 4, logs)
 	f.waitFor(t, "2 updates in flight", func() bool { return len(f.started) == 2 })
 	proxy.Cut()
 	logs.waitFor(t, "lease ran out; no host command starts")
