@@ -91,7 +91,7 @@ func (b *Bot) unfreeze(ctx context.Context, c caller, id int64) (string, error) 
 		if fs, ferr := b.freezer.Freezes(ctx); ferr == nil {
 			for _, f := range fs {
 				if f.Name != "" && f.Covers(b.freezer.Now()) {
-					text += fmt.Sprintf(" The recurring freeze %q of the configuration holds until %s; `start … override \"REASON\"` starts anyway.",
+					text += fmt.Sprintf(" The recurring freeze %q of the configuration holds until %s; `start … override \"REASON\"` starts anyway, and a rollout it holds goes on with *Go on despite the freeze* or `/rollout promote`.",
 						escape(f.Name), b.freezer.Calendar().When(f.Until))
 				}
 			}

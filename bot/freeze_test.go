@@ -198,3 +198,16 @@ func TestGoOnButtonOverridesTheWindow(t *testing.T) {
 		t.Errorf("audit (newest first) %v, want %s", got, want)
 	}
 }
+
+// Unfreeze during a recurring freeze of the configuration ends nothing and
+// says how to get past it: an override to start, Go on or promote for a
+// rollout it holds.
+func TestUnfreezeDuringARecurringFreeze(t *testing.T) {
+	always := rollout.RecurringFreeze{Name: "weekend", Reason: "no changes over the weekend", Spec: "every minute", Duration: time.Hour,
+		Next: func(t time.Time) time.Time { return t.Truncate(time.Minute).Add(time.Minute) }}
+	e := newEnv(t, envOptions{hosts: 3, calendar: rollout.Calendar{Recurring: []rollout.RecurringFreeze{always}}})
+	e.command(admin, "unfreeze")
+	e.ephemeral(admin, `Nothing to unfreeze`)
+	e.ephemeral(admin, `The recurring freeze "weekend" of the configuration holds until`)
+	e.ephemeral(admin, "a rollout it holds goes on with *Go on despite the freeze* or `/rollout promote`")
+}
