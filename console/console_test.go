@@ -130,7 +130,7 @@ func TestWriteStatus(t *testing.T) {
 			Step: rollout.StepUpdate, Error: "update failed: exited with status 2"})
 	}
 	var out bytes.Buffer
-	console.WriteStatus(&out, r, results, 1)
+	console.WriteStatus(&out, r, results, 1, time.Now())
 	got := out.String()
 	for _, want := range []string{"rollout #9: v3, halted", "ended after 1m30s", "hosts: 3 — 1 updated, 1 rolled back, 1 failed",
 		"failures (2):", "✗ h1", "… and 1 more (rolloutbot rollout status --failed)"} {
@@ -140,6 +140,33 @@ func TestWriteStatus(t *testing.T) {
 	}
 	if strings.Contains(got, "h2") {
 		t.Errorf("the limit of 1 failure listed is not kept:\n%s", got)
+	}
+}
+
+// The status of a running rollout whose driver let its lease run out says
+// so, and how it goes on; one with a live lease, or nobody's, does not.
+func TestWriteStatusOfAStalledDriver(t *testing.T) {
+	now := time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		owner   string
+		until   time.Time
+		stalled bool
+	}{
+		{"lease live", "bot-a:41", now.Add(5 * time.Second), false},
+		{"lease ran out", "bot-a:41", now.Add(-40 * time.Second), true},
+		{"nobody holds it", "", time.Time{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &rollout.Rollout{ID: 3, Version: "v2", Hosts: 2, Phase: rollout.PhaseRunning, Settings: rollout.Settings{Stages: []int{100}},
+				Owner: tc.owner, LeaseUntil: tc.until, CreatedAt: now.Add(-time.Minute)}
+			var out bytes.Buffer
+			console.WriteStatus(&out, r, nil, 0, now)
+			said := strings.Contains(out.String(), "its driver bot-a:41 let its lease run out 40s ago: it stopped, froze or lost the store")
+			if said != tc.stalled {
+				t.Errorf("stalled line shown %v, want %v:\n%s", said, tc.stalled, out.String())
+			}
+		})
 	}
 }
 
@@ -241,7 +268,7 @@ func TestWriteStatusOfARollback(t *testing.T) {
 			Status: rollout.StatusSuccess, PrevVersion: "v2", NewVersion: "v3", Undo: u})
 	}
 	var out bytes.Buffer
-	console.WriteStatus(&out, r, results, 0)
+	console.WriteStatus(&out, r, results, 0, time.Now())
 	got := out.String()
 	for _, want := range []string{"rollout #9: v3, rollback halted by bob: wait (1 restored, 1 failed, 1 left alone (changed by hand), 1 to go)",
 		"rollback: asked by carol at", ": errors up", "rollback: 4 hosts — 1 restored", "`rolloutbot rollout resume` continues it",

@@ -26,7 +26,8 @@ type RolloutJSON struct {
 	Settings   SettingsJSON   `json:"settings"`
 	StartedBy  string         `json:"started_by"`
 	Source     rollout.Source `json:"source"`
-	Owner      string         `json:"owner"` // the process driving it; "" when none
+	Owner      string         `json:"owner"`       // the process driving it; "" when none
+	LeaseUntil *time.Time     `json:"lease_until"` // when the owner's lease ends unless renewed, on the store's clock; null when none
 	CreatedAt  *time.Time     `json:"created_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
 	WaitUntil  *time.Time     `json:"wait_until"`  // while paused, frozen or outside the windows: when that wait ends (null: not known)
@@ -179,7 +180,7 @@ func RolloutToJSON(r *rollout.Rollout, c rollout.Counts, exit int) RolloutJSON {
 	out := RolloutJSON{
 		ID: r.ID, Version: r.Version, Phase: r.Phase, Label: r.Label(), Outcome: rollout.Outcome(r, c), Stage: r.Stage,
 		Hosts: r.Hosts, Seed: r.Seed, Settings: settingsJSON(r.Settings), StartedBy: r.StartedBy, Source: r.Source,
-		Owner: r.Owner, CreatedAt: jsonTime(r.CreatedAt), FinishedAt: jsonTime(r.FinishedAt), Error: r.Error, ExitCode: exit,
+		Owner: r.Owner, LeaseUntil: jsonTime(r.LeaseUntil), CreatedAt: jsonTime(r.CreatedAt), FinishedAt: jsonTime(r.FinishedAt), Error: r.Error, ExitCode: exit,
 		Counts: CountsJSON{Pending: c.Pending, Updating: c.Updating, Success: c.Success, Skipped: c.Skipped,
 			RolledBack: c.RolledBack, Failed: c.Failed},
 	}

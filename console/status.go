@@ -9,15 +9,16 @@ import (
 	"github.com/rolloutbot/rolloutbot/rollout"
 )
 
-// WriteStatus prints where a rollout is: state, stage, counts and its failed
-// and rolled-back hosts (at most limit of them; 0 lists all).
-func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int) {
-	WriteStatusMore(w, r, results, limit, "rolloutbot rollout status --failed")
+// WriteStatus prints where a rollout is: state, stage, counts, whether its
+// driver stalled at now (the store's clock), and its failed and rolled-back
+// hosts (at most limit of them; 0 lists all).
+func WriteStatus(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int, now time.Time) {
+	WriteStatusMore(w, r, results, limit, now, "rolloutbot rollout status --failed")
 }
 
 // WriteStatusMore is WriteStatus whose lists, when cut at limit, point to
 // more: where the rest can be seen.
-func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int, more string) {
+func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResult, limit int, now time.Time, more string) {
 	c := rollout.CountResults(results)
 	fmt.Fprintf(w, "rollout #%d: %s, %s\n", r.ID, r.Version, rollout.Outcome(r, c))
 	fmt.Fprintf(w, "  started by %s (%s) at %s", r.StartedBy, r.Source, r.CreatedAt.Local().Format(time.DateTime))
@@ -38,6 +39,10 @@ func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResu
 	if cut := c.Updating + c.Undo.Restoring; r.Phase.Active() && r.Owner == "" && cut > 0 {
 		fmt.Fprintf(w, "  no process drives it now: the %d %s in flight were cut off and are re-checked when it goes on (`rollout resume`)\n",
 			cut, rollout.Plural(cut, "host", "hosts"))
+	}
+	if d := r.Stalled(now); d > 0 {
+		fmt.Fprintf(w, "  its driver %s let its lease run out %s ago: it stopped, froze or lost the store; it goes on if that process comes back, a running `serve` takes it over, or `rollout resume` does\n",
+			r.Owner, d.Round(time.Second))
 	}
 	if h := r.Halt; r.Phase.Active() && h != nil {
 		if h.Auto() {

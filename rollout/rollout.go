@@ -366,6 +366,17 @@ func (r *Rollout) Label() string {
 	return string(r.Phase)
 }
 
+// Stalled reports how long the driver of an active rollout has let its lease
+// run out, at now on the store's clock: it died, froze, or lost the store,
+// and nothing moves until it comes back or another process takes over. It
+// is 0 while a driver holds a live lease, and for a rollout nobody holds.
+func (r *Rollout) Stalled(now time.Time) time.Duration {
+	if !r.Phase.Active() || r.Owner == "" || r.LeaseUntil.IsZero() || !now.After(r.LeaseUntil) {
+		return 0
+	}
+	return now.Sub(r.LeaseUntil)
+}
+
 // Waiting says what a waiting rollout waits for and until when, e.g.
 // "waiting for the window (Mon-Thu 02:00-05:00 Europe/Berlin): opens Tue 1
 // Dec 02:00 CET, in 19 h"; empty when it does not wait.

@@ -112,9 +112,9 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	fmt.Fprintln(m.Stdout)
 	if *stateDir == "" {
 		// The store goes with the demo: point to what keeps it, not to a command that would find nothing.
-		console.WriteStatusMore(m.Stdout, final, results, 10, "run the demo with --state DIR to keep its store and see them all")
+		console.WriteStatusMore(m.Stdout, final, results, 10, time.Now(), "run the demo with --state DIR to keep its store and see them all")
 	} else {
-		console.WriteStatusMore(m.Stdout, final, results, 10, "all of them are in the demo's store, "+filepath.Join(dir, "rolloutbot.db"))
+		console.WriteStatusMore(m.Stdout, final, results, 10, time.Now(), "all of them are in the demo's store, "+filepath.Join(dir, "rolloutbot.db"))
 	}
 	fmt.Fprintf(m.Stdout, "\nsimulated hosts served %d SSH connections and %d exec sessions; every host was updated at most once: %v\n",
 		fleet.Totals().Connections, fleet.Totals().Sessions, updatedAtMostOnce(fleet))

@@ -243,7 +243,7 @@ func (m *Main) ended(ctx context.Context, a *app, r *rollout.Rollout, g goal) er
 	if err != nil {
 		return err
 	}
-	console.WriteStatus(m.Stdout, r, results, 20)
+	console.WriteStatus(m.Stdout, r, results, 20, storeNow(ctx, a.db))
 	return outcome(r, rollout.CountResults(results), g)
 }
 
@@ -457,7 +457,7 @@ func (m *Main) rolloutStatus(ctx context.Context, args []string) error {
 	if *failed {
 		limit = 0
 	}
-	console.WriteStatus(m.Stdout, r, results, limit)
+	console.WriteStatus(m.Stdout, r, results, limit, storeNow(ctx, db))
 	return state
 }
 
@@ -548,7 +548,7 @@ func (m *Main) rolloutHalt(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	console.WriteStatus(m.Stdout, final, results, 20)
+	console.WriteStatus(m.Stdout, final, results, 20, storeNow(ctx, a.db))
 	return nil
 }
 
@@ -703,6 +703,15 @@ func subject(r *rollout.Rollout) string {
 		return fmt.Sprintf("the rollback of rollout #%d", r.ID)
 	}
 	return fmt.Sprintf("rollout #%d", r.ID)
+}
+
+// storeNow is the store's clock, which leases are measured on; this
+// machine's when the store cannot say.
+func storeNow(ctx context.Context, db *store.DB) time.Time {
+	if now, err := db.Now(ctx); err == nil {
+		return now
+	}
+	return time.Now()
 }
 
 // errDriven means another live process drives the rollout.

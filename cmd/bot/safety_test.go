@@ -418,6 +418,8 @@ func TestSafetyHaltWhileTheDriverIsDead(t *testing.T) {
 			sf.kill(sf.startMidUpdate(2))
 			if !leaseValid {
 				sf.waitLeaseOut()
+				out := sf.mustRun(exitActive, "rollout", "status")
+				assertContains(t, "status of a rollout whose driver died", out, "let its lease run out", "`rollout resume` does")
 			}
 			code, out := sf.run("rollout", "halt", "driver died")
 			if code != 0 || !strings.Contains(out, "has no driver") || !strings.Contains(out, "halted by") {

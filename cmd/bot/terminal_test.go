@@ -244,7 +244,7 @@ func assertKeys(t *testing.T, what string, raw json.RawMessage, want ...string) 
 }
 
 var rolloutKeys = []string{"id", "version", "phase", "label", "outcome", "stage", "hosts", "counts", "seed", "settings", "started_by",
-	"source", "owner", "created_at", "finished_at", "wait_until", "waiting_for", "halt", "rollback", "exit_code"}
+	"source", "owner", "lease_until", "created_at", "finished_at", "wait_until", "waiting_for", "halt", "rollback", "exit_code"}
 
 var hostResultKeys = []string{"id", "address", "label", "index", "status", "step", "prev_version", "new_version", "error", "output",
 	"started_at", "finished_at", "rollback"}

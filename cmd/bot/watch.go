@@ -50,7 +50,7 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 		if err != nil {
 			return err
 		}
-		console.WriteStatus(m.Stdout, r, results, 20)
+		console.WriteStatus(m.Stdout, r, results, 20, storeNow(ctx, db))
 		return outcome(r, rollout.CountResults(results), goalOf(r))
 	}
 	progress := console.NewProgress(m.Stdout, m.TTY)
@@ -72,7 +72,7 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 			stopTicking()
 			progress.Finish()
 			fmt.Fprintln(m.Stdout)
-			console.WriteStatus(m.Stdout, r, results, 20)
+			console.WriteStatus(m.Stdout, r, results, 20, storeNow(ctx, db))
 			return outcome(r, rollout.CountResults(results), goalOf(r))
 		}
 		select {
