@@ -18,7 +18,8 @@ import (
 // The safety tests drive real rolloutbot processes against a real OpenSSH
 // sshd serving several machines, with updates that outlast the lease (a 2 s
 // lease, 5 s updates: what a 15 s lease and a 25 s update do; a 1 s lease
-// was lost now and then to a loaded CI machine's stalls), and kill,
+// was lost now and then to a loaded CI machine's stalls, and so was a 1 s
+// health timeout), and kill,
 // freeze or stop the driver mid-update. Each machine's recipe logs every
 // command it runs, and notes when one starts while another runs: the
 // invariants are checked from the hosts' side.
@@ -97,7 +98,7 @@ rollout:
   stages: [100]
   pause: 0s
   concurrency: %d
-  health_timeout: 1s
+  health_timeout: 5s
   health_interval: 200ms
   lease_ttl: 2s
   shutdown_grace: %s
@@ -360,10 +361,11 @@ func TestSafetyCrashAfterHalt(t *testing.T) {
 // the rollout halted; nothing stays updating or on the new version unhealthy.
 func TestSafetyCrashAfterThresholdTrip(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 6, concurrency: 6, grace: 30 * time.Second})
-	// Two machines fail fast; four are still updating when the threshold (two
-	// of six) trips. Of those, two are unhealthy too.
+	// Two machines fail fast (at once unhealthy, for the 5 s health
+	// timeout); four are still updating when the threshold (two of six)
+	// trips. Of those, two are unhealthy too.
 	for i := range 6 {
-		sf.set(i, "update_seconds", strconv.Itoa(map[bool]int{true: 0, false: 4}[i < 2]))
+		sf.set(i, "update_seconds", strconv.Itoa(map[bool]int{true: 0, false: 9}[i < 2]))
 		if i < 4 {
 			sf.set(i, "unhealthy", "")
 		}
