@@ -81,7 +81,7 @@ ssh:
 rollout:
   pause: 0s
   concurrency: 3
-  health_timeout: 1s
+  health_timeout: 3s
   health_interval: 100ms
   lease_ttl: 1s
   shutdown_grace: 10s
