@@ -19,7 +19,9 @@ import (
 //   - The lock (DIR/lock, held on fd 9) is taken for the whole run and
 //     inherited by the command's processes, so a command its driver
 //     abandoned (killed, frozen, cut off) holds the host until it really
-//     ends, and the next command waits for it.
+//     ends, and the next command waits for it. A daemon the command starts
+//     inherits it too: when the lock is still held though the last update
+//     or rollback recorded its end, the refusal says so and how to start it.
 //   - DIR/fence holds the newest fence that ran a command here; an older one
 //     of the same store is refused, so a replaced driver that wakes up late
 //     runs nothing. Another store's fence (a store set up anew, whose rollouts
@@ -39,7 +41,12 @@ command -v flock >/dev/null 2>&1 || { echo "rolloutbot: flock(1) is not installe
 exec 9>>"$d/lock" || { echo "rolloutbot: cannot open $d/lock" >&2; exit 122; }
 if ! flock -w "$w" 9; then
 	l=; [ -s "$d/last" ] && read -r l <"$d/last"
-	echo "rolloutbot: $d/lock is still held after ${w}s by an earlier command (last recorded: ${l:-none})" >&2; exit 121
+	set -- $l
+	case ${5:-running} in
+	running) echo "rolloutbot: $d/lock is still held after ${w}s by an earlier command (last recorded: ${l:-none})" >&2 ;;
+	*) echo "rolloutbot: $d/lock is still held after ${w}s, though the last $4 recorded here ended (status $5): most likely a process it started is still running and keeps the lock; start long-lived processes through the service manager (systemctl), or close fd 9 for them (mydaemon 9>&-)" >&2 ;;
+	esac
+	exit 121
 fi
 fk= fr=0 fe=0; [ -s "$d/fence" ] && read -r fk fr fe <"$d/fence"
 if [ "$fk" = "$k" ] && { [ "$fr" -gt "$r" ] || { [ "$fr" -eq "$r" ] && [ "$fe" -gt "$e" ]; }; }; then

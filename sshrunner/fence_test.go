@@ -169,3 +169,42 @@ func TestLastRecord(t *testing.T) {
 		t.Error("a record without its status read")
 	}
 }
+
+// A daemon started by an update inherits the host's lock: the next command
+// is refused once its wait for the lock ends, saying that the update ended
+// and that a process it left running keeps the lock, and how to start one.
+// A daemon that closes fd 9 leaves the host free.
+func TestWrapperDaemonKeepsTheLock(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		redirs  string
+		blocked bool
+	}{
+		{"inherits fd 9", "", true},
+		{"closes fd 9", " 9>&-", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pidFile := filepath.Join(dir, "daemon.pid")
+			t.Cleanup(func() {
+				if b, err := os.ReadFile(pidFile); err == nil {
+					exec.Command("kill", strings.TrimSpace(string(b))).Run()
+				}
+			})
+			fence := rollout.Fence{Store: "s1", Rollout: 1, Epoch: 1}
+			start := "sh -c 'echo $$ >" + pidFile + "; exec sleep 60' >/dev/null 2>&1" + tc.redirs + " &"
+			if out, code := runWrapper(t, sshrunner.Fenced{Dir: dir, Fence: fence, Step: rollout.StepUpdate, LockWait: 1,
+				Command: start, From: "v1"}, "/usr/bin:/bin"); code != 0 {
+				t.Fatalf("the update exited %d: %s", code, out)
+			}
+			out, code := runWrapper(t, sshrunner.Fenced{Dir: dir, Fence: fence, Step: rollout.StepHealth, LockWait: 1, Command: "true"}, "/usr/bin:/bin")
+			switch {
+			case !tc.blocked && code != 0:
+				t.Fatalf("with fd 9 closed for the daemon, the next command exited %d: %s", code, out)
+			case tc.blocked && (code != 121 || !strings.Contains(out, "though the last update recorded here ended (status 0): most likely a process it started is still running and keeps the lock") ||
+				!strings.Contains(out, "9>&-")):
+				t.Fatalf("the next command exited %d, want 121 naming the daemon: %s", code, out)
+			}
+		})
+	}
+}
