@@ -3,6 +3,7 @@ package bot
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -128,22 +129,35 @@ func (b *Bot) Name(ctx context.Context, id string) string {
 	if !slackUserID.MatchString(id) {
 		return id
 	}
-	a := b.auth
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	name, err := b.auth.name(ctx, id)
+	if err != nil {
+		b.log.DebugContext(ctx, "no name for a Slack user", "user", id, "err", err)
+		return id
+	}
+	return name
+}
+
+// name is user id's name from users.info, through the users cache. An id
+// Slack gave no name for is not asked again for the cache's time: the
+// answer then is errNameless.
+func (a *authorizer) name(ctx context.Context, id string) (string, error) {
 	a.mu.Lock()
 	at, failed := a.nameless[id]
 	a.mu.Unlock()
 	if failed && time.Since(at) < a.ttl {
-		return id
+		return "", errNameless
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	u, err := a.user(ctx, id)
 	if err != nil {
-		b.log.DebugContext(ctx, "no name for a Slack user", "user", id, "err", err)
 		a.mu.Lock()
 		a.nameless[id] = time.Now()
 		a.mu.Unlock()
-		return id
+		return "", err
 	}
-	return cmp.Or(u.Profile.DisplayName, u.RealName, u.Name, id)
+	return cmp.Or(u.Profile.DisplayName, u.RealName, u.Name, id), nil
 }
+
+// errNameless means Slack gave no name for a user lately.
+var errNameless = errors.New("Slack gave no name for this user lately")
