@@ -107,9 +107,12 @@ func (s *Status) Notify(ev rollout.Event) {
 		m = &statusMsg{id: r.ID, ts: r.MessageTS}
 		s.msgs[r.ID] = m
 	}
-	if ev.Kind == rollout.EventStopped {
+	switch ev.Kind {
+	case rollout.EventStopped:
 		m.stopped = true
 		return // the last progress was written, or is still to be
+	case rollout.EventLeaseRanOut:
+		return // nothing to show: the next event says whether the driver goes on
 	}
 	m.progress, m.stopped = ev.Progress, false
 	m.gen++

@@ -1,6 +1,6 @@
 // Package metrics exposes rolloutbot's Prometheus metrics: rollouts and
 // rollbacks by outcome, hosts by status, host update durations, SSH errors,
-// and Slack API calls and rate limits. It hears the engine as a rollout.Notifier and the
+// waits, lease lapses, and Slack API calls and rate limits. It hears the engine as a rollout.Notifier and the
 // Slack client through an http.RoundTripper; it is the only package that
 // imports the Prometheus client.
 package metrics
@@ -31,6 +31,7 @@ type Metrics struct {
 	slack429   *prometheus.CounterVec
 	waited     *prometheus.CounterVec
 	waiting    *prometheus.GaugeVec
+	lapses     prometheus.Counter
 }
 
 var _ rollout.Notifier = (*Metrics)(nil)
@@ -76,8 +77,11 @@ func New() *Metrics {
 		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rolloutbot_rollout_waiting", Help: "1 while the rollout this process drives waits, by reason (frozen, window).",
 		}, []string{"reason"}),
+		lapses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rolloutbot_lease_lapses_total", Help: "Times the driver in this process let its lease run out (the store slow or away, the process paused): no host starts until the store renews it, or the driver stops if another process took over.",
+		}),
 	}
-	m.reg.MustRegister(m.waited, m.waiting)
+	m.reg.MustRegister(m.waited, m.waiting, m.lapses)
 	m.reg.MustRegister(m.rollouts, m.hosts, m.rollbacks, m.undoHosts, m.duration, m.sshErrors, m.inFlight, m.active, m.slackCalls, m.slack429,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -115,6 +119,8 @@ func (m *Metrics) Notify(ev rollout.Event) {
 		reason := string(ev.Progress.Rollout.Phase)
 		m.waiting.WithLabelValues(reason).Set(0)
 		m.waited.WithLabelValues(reason).Add(ev.Pause.Seconds())
+	case rollout.EventLeaseRanOut:
+		m.lapses.Inc()
 	case rollout.EventStopped:
 		// Another process, or the next start, drives it now.
 		m.active.Set(0)

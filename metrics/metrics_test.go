@@ -190,3 +190,17 @@ func TestStoppedDriverMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A driver whose lease ran out is counted, once per lapse.
+func TestLeaseLapseMetrics(t *testing.T) {
+	m := metrics.New()
+	if v := scrape(t, m)("rolloutbot_lease_lapses_total"); v != 0 {
+		t.Fatalf("before any lapse rolloutbot_lease_lapses_total = %v", v)
+	}
+	m.Notify(rollout.Event{Kind: rollout.EventStarted})
+	m.Notify(rollout.Event{Kind: rollout.EventLeaseRanOut})
+	m.Notify(rollout.Event{Kind: rollout.EventLeaseRanOut})
+	if v := scrape(t, m)("rolloutbot_lease_lapses_total"); v != 2 {
+		t.Errorf("after two lapses rolloutbot_lease_lapses_total = %v, want 2", v)
+	}
+}

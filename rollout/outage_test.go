@@ -54,7 +54,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 	}
 	defer db.Close()
 	f, logs := newFleet(), &logWatch{}
-	hosts, done := gatedRollout(t, db, f, 8, logs)
+	hosts, done := gatedRollout(t, db, f, 8, logs, nil)
 	order := rollout.Shuffle(hosts, 7)
 
 	// Two updates run; the database goes away; the first ends (a result
@@ -126,8 +126,9 @@ func TestAuditSurvivesAnOutage(t *testing.T) {
 
 // gatedRollout starts a rollout of v2 on n hosts of fleet f whose updates
 // are held until released, in one stage, two at once, driven by "p1" with a
-// 1 s lease and logging to logs. It returns the hosts and the run.
-func gatedRollout(t *testing.T, db *store.DB, f *fleet, n int, logs *logWatch) ([]rollout.Host, <-chan runResult) {
+// 1 s lease, logging to logs and telling rec (if not nil) its events. It
+// returns the hosts and the run.
+func gatedRollout(t *testing.T, db *store.DB, f *fleet, n int, logs *logWatch, rec *recorder) ([]rollout.Host, <-chan runResult) {
 	t.Helper()
 	ctx := context.Background()
 	var hosts []rollout.Host
@@ -140,10 +141,14 @@ func gatedRollout(t *testing.T, db *store.DB, f *fleet, n int, logs *logWatch) (
 	if err := db.PutHosts(ctx, hosts); err != nil {
 		t.Fatal(err)
 	}
-	eng := rollout.New(rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
+	cfg := rollout.Config{Store: db, Inventory: db, Updater: f, Owner: "p1", Seed: func() int64 { return 7 },
 		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
 		Defaults: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}, LeaseTTL: time.Second,
-		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond})
+		PollInterval: 20 * time.Millisecond, HealthTimeout: time.Second, HealthInterval: 10 * time.Millisecond}
+	if rec != nil {
+		cfg.Notifier = rec
+	}
+	eng := rollout.New(cfg)
 	r, err := eng.Start(ctx, rollout.StartRequest{Version: "v2", Actor: "U1", Source: rollout.SourceCLI})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +162,7 @@ func gatedRollout(t *testing.T, db *store.DB, f *fleet, n int, logs *logWatch) (
 // behind a proxy, and cuts the store off until the driver's 1 s lease has
 // run out; then the first update ends. It returns the proxy, a handle on
 // the store that is not cut off, the hosts, and the run.
-func leaseOutage(t *testing.T, f *fleet, logs *logWatch) (*pgtest.Proxy, *store.DB, []rollout.Host, <-chan runResult) {
+func leaseOutage(t *testing.T, f *fleet, logs *logWatch, rec *recorder) (*pgtest.Proxy, *store.DB, []rollout.Host, <-chan runResult) {
 	t.Helper()
 	direct := pg.NewDatabase(t)
 	proxy, dsn := pgtest.NewProxy(t, direct)
@@ -172,7 +177,7 @@ func leaseOutage(t *testing.T, f *fleet, logs *logWatch) (*pgtest.Proxy, *store.
 		t.Fatal(err)
 	}
 	t.Cleanup(other.Close)
-	hosts, done := gatedRollout(t, db, f, 4, logs)
+	hosts, done := gatedRollout(t, db, f, 4, logs, rec)
 	f.waitFor(t, "2 updates in flight", func() bool { return len(f.started) == 2 })
 	proxy.Cut()
 	logs.waitFor(t, "lease ran out; no host command starts")
@@ -190,7 +195,8 @@ func leaseOutage(t *testing.T, f *fleet, logs *logWatch) (*pgtest.Proxy, *store.
 // rollout meanwhile) and carries on where it was, each host updated once.
 func TestLeaseRunsOutWhileTheStoreIsAway(t *testing.T) {
 	f, logs := newFleet(), &logWatch{}
-	proxy, _, hosts, done := leaseOutage(t, f, logs)
+	rec := newRecorder()
+	proxy, _, hosts, done := leaseOutage(t, f, logs, rec)
 	f.mu.Lock()
 	health, started := f.healthRun, len(f.started)
 	f.mu.Unlock()
@@ -206,6 +212,9 @@ func TestLeaseRunsOutWhileTheStoreIsAway(t *testing.T) {
 		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
 	}
 	logs.waitFor(t, "lease renewed after it ran out; nobody took the rollout over")
+	if n := len(rec.kinds(rollout.EventLeaseRanOut)); n != 1 {
+		t.Errorf("%d lease-ran-out events, want 1", n)
+	}
 	for _, h := range hosts {
 		if f.updates[h.ID] != 1 {
 			t.Errorf("%s updated %d times", h.ID, f.updates[h.ID])
@@ -220,7 +229,7 @@ func TestLeaseRunsOutWhileTheStoreIsAway(t *testing.T) {
 // and the next driver re-checks the hosts and completes the rollout.
 func TestLeaseRanOutAndWasTakenMeanwhile(t *testing.T) {
 	f, logs := newFleet(), &logWatch{}
-	proxy, other, hosts, done := leaseOutage(t, f, logs)
+	proxy, other, hosts, done := leaseOutage(t, f, logs, nil)
 	ctx := context.Background()
 	r, err := other.ActiveRollout(ctx)
 	if err != nil {

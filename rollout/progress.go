@@ -138,6 +138,11 @@ const (
 	// lease lost, the store away); another driver or the next start takes
 	// the rollout up, and this process tells nothing more of it.
 	EventStopped EventKind = "stopped"
+	// EventLeaseRanOut: this driver's lease ran out before a renewal came
+	// (the store slow or away, the process paused). No host command starts
+	// until the store renews it; if another process claimed the rollout
+	// meanwhile, EventStopped follows.
+	EventLeaseRanOut EventKind = "lease_ran_out"
 )
 
 // Event is one step of a rollout's progress, with a snapshot of the whole.

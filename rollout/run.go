@@ -605,6 +605,9 @@ func (ru *run) watch(ctx context.Context) {
 			ru.e.log.WarnContext(ctx, "lease ran out; no host command starts until it is renewed", "rollout_id", ru.r.ID,
 				"since_renewal", time.Since(lastRenew).Round(time.Millisecond))
 			ranOut = true
+			ru.mu.Lock()
+			ru.emit(EventLeaseRanOut, nil, ru.stages[ru.r.Stage], 0)
+			ru.mu.Unlock()
 		}
 		if time.Since(lastRenew) >= ru.e.cfg.LeaseTTL/3 {
 			sent := time.Now()
