@@ -23,7 +23,7 @@ type Gating struct {
 	// PromoteByOther is the two-person rule: the admin who started a
 	// rollout (a schedule's creator, for a scheduled one) cannot promote it.
 	PromoteByOther bool `yaml:"promote_by_other"`
-	// Checks run after each stage but the last; a bad result halts.
+	// Checks run after each stage, the last too; a bad result halts.
 	Checks []checks.Spec `yaml:"checks"`
 	// Bake keeps the checks running this long after a stage; 0: once.
 	Bake time.Duration `yaml:"bake"`

@@ -1,8 +1,9 @@
 // Package metrics exposes rolloutbot's Prometheus metrics: rollouts and
 // rollbacks by outcome, hosts by status, host update durations, SSH errors,
-// waits, lease lapses, and Slack API calls and rate limits. It hears the engine as a rollout.Notifier and the
-// Slack client through an http.RoundTripper; it is the only package that
-// imports the Prometheus client.
+// waits, lease lapses, and Slack API calls and rate limits. It hears the
+// engine as a rollout.Notifier and the Slack client through an
+// http.RoundTripper; it is the only package that imports the Prometheus
+// client.
 package metrics
 
 import (

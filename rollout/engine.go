@@ -42,8 +42,8 @@ type Config struct {
 	// WriteDelay is how long a host result that nobody waits for yet may stay
 	// unwritten, so that results go to the store together (default 50ms).
 	WriteDelay time.Duration
-	// Checks run after each stage but the last, before the next; a bad
-	// result halts the rollout.
+	// Checks run after each stage, before the next or, after the last,
+	// before the rollout completes; a bad result halts the rollout.
 	Checks []Check
 	// CheckInterval is how often the checks run during a bake (default 30s).
 	CheckInterval time.Duration

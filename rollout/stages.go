@@ -58,7 +58,7 @@ type Plan struct {
 	Hosts    int
 	Settings Settings
 	Stages   []Stage
-	Checks   []Check // run after each stage but the last
+	Checks   []Check // run after each stage, the last too
 }
 
 // NewPlan lays out a rollout of version over n hosts.
