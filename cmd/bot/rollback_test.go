@@ -264,8 +264,9 @@ func TestSafetySIGKILLMidRollback(t *testing.T) {
 	}
 	sf.assertCompletedRun("rollout", "start", "v2")
 	for i := range sf.sshd.Hosts {
-		sf.set(i, "rollback_seconds", "3")
+		sf.set(i, "rollback_seconds", "1")
 	}
+	sf.hold()
 	c := sf.child("rollout", "rollback")
 	sf.waitFor("2 rollbacks in flight", func() bool { return sf.rollingBack() == 2 })
 	c.signal(t, syscall.SIGKILL)
@@ -273,6 +274,7 @@ func TestSafetySIGKILLMidRollback(t *testing.T) {
 	if sf.rollingBack() == 0 {
 		t.Fatal("the rollbacks ended before the kill; the test needs them running")
 	}
+	sf.release()
 	out := sf.mustRun(0, "rollout", "resume")
 	assertContains(t, "resume", out, "continuing the rollback of rollout #1", "rolled back: 4 restored")
 	sf.assertRolledBack()

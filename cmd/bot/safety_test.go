@@ -28,7 +28,8 @@ import (
 // $HOME/version, its log in $HOME/host.log, an update that sleeps
 // $HOME/update_seconds (default 5), a health check that fails while
 // $HOME/unhealthy exists and the machine is not on v1, and a rollback that
-// sleeps $HOME/rollback_seconds if that file exists.
+// sleeps $HOME/rollback_seconds if that file exists. An update or rollback
+// then waits while $HOME/hold exists (see hold).
 const recipeScript = `#!/bin/sh
 step=$1 v=$2
 log=$HOME/host.log
@@ -43,10 +44,13 @@ case $step in
 version) cat "$HOME/version" ;;
 update)
 	s=5; [ -f "$HOME/update_seconds" ] && read -r s <"$HOME/update_seconds"
-	sleep "$s"; echo "$v" >"$HOME/version" ;;
+	sleep "$s"
+	while [ -f "$HOME/hold" ]; do sleep 0.05; done
+	echo "$v" >"$HOME/version" ;;
 health) if [ -f "$HOME/unhealthy" ] && [ "$(cat "$HOME/version")" != v1 ]; then echo "unhealthy on $(cat "$HOME/version")"; rc=1; fi ;;
 rollback)
 	[ -f "$HOME/rollback_seconds" ] && { read -r s <"$HOME/rollback_seconds"; sleep "$s"; }
+	while [ -f "$HOME/hold" ]; do sleep 0.05; done
 	echo "$v" >"$HOME/version" ;;
 esac
 echo "end $step $v $rc" >>"$log"
@@ -213,16 +217,43 @@ func (sf *sshdFleet) assertCompleted() {
 	}
 }
 
+// hold keeps the updates of the given machines (all if none) running,
+// once their update_seconds are over, until release: a test that needs an
+// update still running at some point waits for that point, not for the
+// clock, however slow the machine.
+func (sf *sshdFleet) hold(machines ...int) {
+	sf.t.Helper()
+	if len(machines) == 0 {
+		for i := range sf.sshd.Hosts {
+			machines = append(machines, i)
+		}
+	}
+	for _, i := range machines {
+		sf.set(i, "hold", "")
+	}
+}
+
+// release lets every held update end.
+func (sf *sshdFleet) release() {
+	sf.t.Helper()
+	for _, h := range sf.sshd.Hosts {
+		if err := os.Remove(filepath.Join(h.Home, "hold")); err != nil && !os.IsNotExist(err) {
+			sf.t.Fatal(err)
+		}
+	}
+}
+
 // startMidUpdate starts a rollout of v2 and returns its driver once n
-// updates run.
+// updates run. The updates are held until release (kill releases them).
 func (sf *sshdFleet) startMidUpdate(n int) *child {
 	sf.t.Helper()
+	sf.hold()
 	c := sf.child("rollout", "start", "v2")
 	sf.waitFor(fmt.Sprintf("%d updates in flight", n), func() bool { return sf.inFlight() == n })
 	return c
 }
 
-// kill SIGKILLs driver c while updates still run.
+// kill SIGKILLs driver c while held updates still run, then releases them.
 func (sf *sshdFleet) kill(c *child) {
 	sf.t.Helper()
 	c.signal(sf.t, syscall.SIGKILL)
@@ -230,6 +261,7 @@ func (sf *sshdFleet) kill(c *child) {
 	if sf.inFlight() == 0 {
 		sf.t.Fatal("the updates ended before the kill; the test needs them running")
 	}
+	sf.release()
 }
 
 func (c *child) signal(t *testing.T, sig syscall.Signal) {
@@ -257,6 +289,7 @@ func TestSafetySIGSTOPPastTheLease(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 30 * time.Second})
 	a := sf.startMidUpdate(2)
 	a.signal(t, syscall.SIGSTOP)
+	sf.release()
 	b := sf.child("rollout", "resume")
 	db := sf.store()
 	sf.waitFor("the takeover", func() bool {
@@ -282,6 +315,7 @@ func TestSafetySIGSTOPPastTheLeaseNobodyTakesOver(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 4, concurrency: 2, grace: 30 * time.Second})
 	a := sf.startMidUpdate(2)
 	a.signal(t, syscall.SIGSTOP)
+	sf.release()
 	sf.waitLeaseOut()
 	a.signal(t, syscall.SIGCONT)
 	if code, out := a.wait(t), a.out.String(); code != 0 || !strings.Contains(out, "lease renewed after it ran out") {
@@ -317,6 +351,7 @@ func TestSafetySIGTERMGraceShorterThanTheUpdate(t *testing.T) {
 	if sf.inFlight() == 0 {
 		t.Fatal("the updates ended within the grace; the test needs them cut off")
 	}
+	sf.release()
 	code, out = sf.run("rollout", "resume")
 	if code != 0 {
 		t.Fatalf("resume exited %d:\n%s", code, out)
@@ -362,10 +397,11 @@ func TestSafetyCrashAfterHalt(t *testing.T) {
 func TestSafetyCrashAfterThresholdTrip(t *testing.T) {
 	sf := newSSHDFleet(t, sshdOptions{hosts: 6, concurrency: 6, grace: 30 * time.Second})
 	// Two machines fail fast (at once unhealthy, for the 5 s health
-	// timeout); four are still updating when the threshold (two of six)
-	// trips. Of those, two are unhealthy too.
+	// timeout); four are still updating, held, when the threshold (two of
+	// six) trips. Of those, two are unhealthy too.
+	sf.hold(2, 3, 4, 5)
 	for i := range 6 {
-		sf.set(i, "update_seconds", strconv.Itoa(map[bool]int{true: 0, false: 9}[i < 2]))
+		sf.set(i, "update_seconds", strconv.Itoa(map[bool]int{true: 0, false: 1}[i < 2]))
 		if i < 4 {
 			sf.set(i, "unhealthy", "")
 		}
