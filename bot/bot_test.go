@@ -109,12 +109,14 @@ func TestGroupMemberIsAdmin(t *testing.T) {
 func TestSecondStartIsRefused(t *testing.T) {
 	e := newEnv(t, envOptions{hosts: 6, latency: 200 * time.Millisecond,
 		settings: rollout.Settings{Stages: []int{100}, Concurrency: 1, Threshold: 30}})
+	e.fleet.Hold() // the rollout runs until the halt is answered
 	e.command(admin, "start v2")
 	e.ephemeral(admin, "Started rollout #1")
 	e.command(groupie, "start v3")
 	e.ephemeral(groupie, "Rollout #1 of v2 is already running")
 	e.command(admin, "halt enough")
 	e.ephemeral(admin, "Halt requested for rollout #1")
+	e.fleet.Release()
 	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	if r.Halt == nil || r.Halt.By != admin || !strings.Contains(r.Halt.Reason, "enough") {
 		t.Fatalf("halted %+v", r)
@@ -129,6 +131,7 @@ func TestSecondStartIsRefused(t *testing.T) {
 func TestHaltButton(t *testing.T) {
 	e := newEnv(t, envOptions{hosts: 30, latency: 100 * time.Millisecond,
 		settings: rollout.Settings{Stages: []int{100}, Concurrency: 2, Threshold: 30}})
+	e.fleet.Hold() // the rollout runs until the admin's press is answered
 	e.command(admin, "start v2")
 	var ts string
 	e.waitFor("a status message with a Halt button", func() bool {
@@ -156,6 +159,7 @@ func TestHaltButton(t *testing.T) {
 	e.waitAck(id)
 	e.ephemeral(admin, "Halt requested for rollout #1")
 	atHalt := e.fleet.Totals().Connections
+	e.fleet.Release()
 	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	if got := e.fleet.Totals().Connections; got > atHalt+2 {
 		t.Errorf("%d hosts started after the halt, more than the 2 in flight", got-atHalt)

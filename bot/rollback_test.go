@@ -131,6 +131,9 @@ func TestHaltAndRollBackButton(t *testing.T) {
 	}
 
 	e.waitCounts("6 hosts updated", func(c rollout.Counts) bool { return c.Success >= 6 })
+	// The updates from now on wait until the press is answered, so it lands
+	// mid-stage however slow the machine.
+	e.fleet.Hold()
 	// The confirm dialog says how many hosts go back, from the counts shown.
 	e.waitFor("a confirm dialog naming 6 or more hosts", func() bool {
 		m, _ := e.statusMessage()
@@ -156,6 +159,7 @@ func TestHaltAndRollBackButton(t *testing.T) {
 
 	e.click(admin, ts, bot.RollbackActionID, "")
 	e.ephemeral(admin, "Rollback of rollout #1 (v2) requested: it halts first")
+	e.fleet.Release()
 	atPress, _ := e.db.Counts(context.Background(), 1)
 	r := e.waitRollout("rolled back", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseRolledBack })
 	if r.Undo == nil || r.Undo.By != admin || r.Undo.Reason != "Halt & roll back button" {
@@ -307,10 +311,8 @@ func TestRollbackCommand(t *testing.T) {
 	e.command(user, "rollback")
 	e.ephemeral(user, "Only rolloutbot admins can roll back")
 
-	// Slow hosts: the rollback is still running when its Halt is pressed.
-	for i := range 8 {
-		e.fleet.SetBehavior(i, fleetsim.Slow)
-	}
+	// Held rollbacks: the rollback is still running when its Halt is pressed.
+	e.fleet.Hold()
 	e.command(admin, "rollback bad release")
 	e.ephemeral(admin, "Rolling back rollout #1 (v2): 8 hosts to put back on their previous versions")
 	e.waitFor("the rollback view with its Halt button", func() bool {
@@ -320,6 +322,7 @@ func TestRollbackCommand(t *testing.T) {
 	})
 	e.click(admin, ts, bot.HaltActionID, "")
 	e.ephemeral(admin, "Halt requested for the rollback of rollout #1: no more hosts are put back")
+	e.fleet.Release()
 	r := e.waitRollout("halted", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseHalted })
 	c, _ := e.db.Counts(context.Background(), 1)
 	if r.Undo == nil || c.Undo.Pending == 0 || c.Undo.Restored == 0 && c.Undo.Restoring == 0 && c.Undo.Failed == 0 {
@@ -337,9 +340,6 @@ func TestRollbackCommand(t *testing.T) {
 	e.click(admin, ts, bot.HaltActionID, "1:rolling_back")
 	e.ephemeral(admin, "that button is from when rollout #1 was rolling back; now it is rollback halted by "+admin)
 
-	for i := range 8 {
-		e.fleet.SetBehavior(i, fleetsim.OK)
-	}
 	e.command(admin, "resume")
 	e.ephemeral(admin, "Resumed the rollback of rollout #1 (v2)")
 	e.waitRollout("rolled back", func(r *rollout.Rollout) bool { return r.Phase == rollout.PhaseRolledBack })

@@ -33,6 +33,7 @@ type fleet struct {
 	connected    int                            // connections open now
 	maxConn      int
 	healthRun    int
+	slowChecks   int // health checks of health-slow-fails hosts
 	versionReads int
 }
 
@@ -199,19 +200,16 @@ func (c *fakeConn) Health(ctx context.Context) (string, error) {
 	}
 	c.f.healthRun++
 	if c.f.behavior[c.id] == "health-slow-fails" && c.f.version[c.id] != c.f.initial[c.id] {
-		// Each check takes 300 ms to say "unhealthy", or is cut off first.
+		// The first check says "unhealthy" at once; the next ones answer
+		// nothing until they are cut off.
+		c.f.slowChecks++
+		if c.f.slowChecks == 1 {
+			return "unhealthy: port 443 closed\n", errors.New("exit status 1")
+		}
 		c.f.mu.Unlock()
-		var err error
-		select {
-		case <-time.After(300 * time.Millisecond):
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+		<-ctx.Done()
 		c.f.mu.Lock()
-		if err != nil {
-			return "", err
-		}
-		return "unhealthy: port 443 closed\n", errors.New("exit status 1")
+		return "", ctx.Err()
 	}
 	if c.f.behavior[c.id] == "health-hangs" && c.f.version[c.id] != c.f.initial[c.id] {
 		// The check never answers on the new version; only ctx ends it.

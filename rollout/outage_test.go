@@ -212,8 +212,10 @@ func TestLeaseRunsOutWhileTheStoreIsAway(t *testing.T) {
 		t.Fatalf("after the database came back: %v %+v\n%s", res.err, res.r, logs.buf.String())
 	}
 	logs.waitFor(t, "lease renewed after it ran out; nobody took the rollout over")
-	if n := len(rec.kinds(rollout.EventLeaseRanOut)); n != 1 {
-		t.Errorf("%d lease-ran-out events, want 1", n)
+	// One for the outage; a loaded machine may let a renewal run late
+	// elsewhere too.
+	if n := len(rec.kinds(rollout.EventLeaseRanOut)); n < 1 {
+		t.Errorf("%d lease-ran-out events, want one at least", n)
 	}
 	for _, h := range hosts {
 		if f.updates[h.ID] != 1 {
@@ -235,6 +237,12 @@ func TestLeaseRanOutAndWasTakenMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The driver's clock said the lease ran out; the store's decides, and
+	// its lease may end a little later (a renewal's round trip).
+	f.waitFor(t, "the lease to run out on the store's clock", func() bool {
+		now, err := other.Now(ctx)
+		return err == nil && now.After(r.LeaseUntil)
+	})
 	if _, err := other.ClaimRollout(ctx, r.ID, "p2", time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sshrunner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,7 +276,8 @@ func TestSSHD(t *testing.T) {
 	}{{"command timeout", false}, {"cancelled", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			const after = 500 * time.Millisecond
+			// Long enough for sshd to start the command on a loaded machine.
+			const after = 2 * time.Second
 			cfg := sshdConfig(t, s)
 			cfg.CommandTimeout = after
 			if tt.cancel {
@@ -286,10 +288,14 @@ func TestSSHD(t *testing.T) {
 			c := connect(t, newRunner(t, cfg, nil), host)
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			if tt.cancel {
-				time.AfterFunc(after, cancel)
-			}
 			start := time.Now()
+			if tt.cancel {
+				// Cancelled once the command runs, and not before after.
+				go func() {
+					pidOf(pidFile, time.Minute)
+					time.AfterFunc(after-time.Since(start), cancel)
+				}()
+			}
 			_, err := c.Health(ctx)
 			bound := after + slack
 			if asRoot {
@@ -301,7 +307,7 @@ func TestSSHD(t *testing.T) {
 				t.Errorf("Health = %v, want context.Canceled", err)
 			}
 			if !tt.cancel {
-				mustContain(t, "Health", err, "timed out after 500ms")
+				mustContain(t, "Health", err, "timed out after "+after.String())
 			}
 			if asRoot {
 				// The sleep outlives the connection: end it, it is ours.
@@ -345,15 +351,27 @@ func TestSSHD(t *testing.T) {
 
 func readPid(t *testing.T, path string) int {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	pid, err := pidOf(path, 10*time.Second)
 	if err != nil {
 		t.Fatalf("the command did not start: %v", err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		t.Fatalf("pid file holds %q", b)
-	}
 	return pid
+}
+
+// pidOf polls, at most for wait, until the file at path holds a process id.
+func pidOf(path string, wait time.Duration) (int, error) {
+	deadline := time.Now().Add(wait)
+	for tick := time.NewTicker(5 * time.Millisecond); ; <-tick.C {
+		b, err := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 1 {
+			tick.Stop()
+			return pid, nil
+		}
+		if time.Now().After(deadline) {
+			tick.Stop()
+			return 0, fmt.Errorf("%s holds %q (%v)", path, b, err)
+		}
+	}
 }
 
 // waitGone polls, for a bounded time, until process pid has exited.

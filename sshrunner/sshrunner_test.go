@@ -245,13 +245,15 @@ func TestBehaviors(t *testing.T) {
 				t.Errorf("output tail %q lacks the host's stderr", out)
 			}
 		}},
-		{b: fleetsim.Hang, config: func(c *sshrunner.Config) { c.CommandTimeout = 300 * time.Millisecond },
+		// The command timeout is also the rollback's, which first waits for
+		// the host's lock: long enough for a loaded machine.
+		{b: fleetsim.Hang, config: func(c *sshrunner.Config) { c.CommandTimeout = 2 * time.Second },
 			check: func(t *testing.T, s *sim, r *sshrunner.Runner) {
 				c := connect(t, r, s.host(0))
 				start := time.Now()
 				_, err := c.Update(ctx, "v2")
-				within(t, "Update on a hanging host", time.Since(start), 300*time.Millisecond, 300*time.Millisecond+slack)
-				mustContain(t, "Update", err, "timed out after 300ms")
+				within(t, "Update on a hanging host", time.Since(start), 2*time.Second, 2*time.Second+slack)
+				mustContain(t, "Update", err, "timed out after 2s")
 				if errors.Is(err, rollout.ErrConnLost) {
 					t.Errorf("a timed out command on a live connection is not a lost connection: %v", err)
 				}
@@ -259,7 +261,7 @@ func TestBehaviors(t *testing.T) {
 				// the error says, not the command timeout.
 				short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 				defer cancel()
-				if _, err := c.Update(short, "v2"); !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "300ms") {
+				if _, err := c.Update(short, "v2"); !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out after") {
 					t.Errorf("Update past the caller's deadline = %v, want context.DeadlineExceeded", err)
 				}
 				// The connection survives: the rollback runs on it.
@@ -1060,9 +1062,11 @@ func TestFrozenHost(t *testing.T) {
 // Keepalives that the server answers with failure (as OpenSSH does for
 // unknown requests, and fleetsim does) keep the connection.
 func TestKeepAliveAnswered(t *testing.T) {
-	s := startSim(t, fleetsim.Options{Hosts: 1, Behaviors: map[int]fleetsim.Behavior{0: fleetsim.Slow}, SlowDelay: 300 * time.Millisecond})
+	// About six keepalives per update; each must be answered within the
+	// interval, so not so short that a loaded machine misses one.
+	s := startSim(t, fleetsim.Options{Hosts: 1, Behaviors: map[int]fleetsim.Behavior{0: fleetsim.Slow}, SlowDelay: 1500 * time.Millisecond})
 	cfg := s.config()
-	cfg.KeepAlive = 20 * time.Millisecond
+	cfg.KeepAlive = 250 * time.Millisecond
 	c := connect(t, newRunner(t, cfg, nil), s.host(0))
 	for range 2 {
 		if _, err := c.Update(context.Background(), "v2"); err != nil {

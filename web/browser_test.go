@@ -129,7 +129,7 @@ func startSim(t testing.TB, n int, latency time.Duration, conc int) *sim {
 	}
 	s.engine = rollout.New(rollout.Config{Store: s.db, Inventory: s.db, Updater: runner,
 		Defaults: rollout.Settings{Stages: []int{10, 50, 100}, Concurrency: conc, Threshold: 100},
-		Seed:     func() int64 { return 5 }, HealthTimeout: 500 * time.Millisecond, HealthInterval: 100 * time.Millisecond})
+		Seed:     func() int64 { return 5 }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond})
 	return s
 }
 

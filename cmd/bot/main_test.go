@@ -160,6 +160,26 @@ func (f *fixture) waitUpdates(n int64) {
 	}
 }
 
+// waitFor polls, at most 60 s, until cond holds.
+func (f *fixture) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for tick := time.NewTicker(10 * time.Millisecond); !cond(); <-tick.C {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// waitOutput waits until each of the children printed want.
+func (f *fixture) waitOutput(want string, cs ...*child) {
+	f.t.Helper()
+	for _, c := range cs {
+		f.waitFor(fmt.Sprintf("%q in the output of rolloutbot %s", want, strings.Join(c.cmd.Args[1:], " ")),
+			func() bool { return strings.Contains(c.out.String(), want) })
+	}
+}
+
 func (f *fixture) store() *store.DB {
 	f.t.Helper()
 	dsn := "sqlite:" + filepath.Join(f.dir, "state", "rolloutbot.db")
@@ -278,12 +298,22 @@ func TestChaosKillsOnPostgres(t *testing.T) {
 func TestTwoProcessesRaceToStart(t *testing.T) {
 	f := newFixture(t, fixtureOptions{hosts: 5, dbURL: pg.NewDatabase(t)})
 	f.run("migrate") // so the race is about the rollout, not the schema
-	var wg sync.WaitGroup
-	codes, outs := make([]int, 2), make([]string, 2)
-	for i := range 2 {
-		wg.Go(func() { codes[i], outs[i] = f.run("rollout", "start", "v2") })
+	// The winner's updates wait until one of the two has exited, so the
+	// other cannot come after a finished rollout, however slow it starts.
+	f.fleet.Hold()
+	cs := []*child{f.child("rollout", "start", "v2"), f.child("rollout", "start", "v2")}
+	select {
+	case <-cs[0].done:
+	case <-cs[1].done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("neither start ended")
 	}
-	wg.Wait()
+	f.fleet.Release()
+	codes, outs := make([]int, 2), make([]string, 2)
+	for i, c := range cs {
+		codes[i] = c.wait(t)
+		outs[i] = c.out.String()
+	}
 	wins := 0
 	for i, code := range codes {
 		switch {

@@ -180,10 +180,12 @@ func TestCLIRollbackOfAnOlderRollout(t *testing.T) {
 // so and exits 0; the driver halts (the hosts in flight finish), then puts
 // back every host it updated, each once, and exits 3 (not completed).
 func TestCLIRollbackOfARunningRollout(t *testing.T) {
-	f := newFixture(t, fixtureOptions{hosts: 12, latency: 10 * time.Millisecond, updateDelay: 2 * time.Second})
+	f := newFixture(t, fixtureOptions{hosts: 12, latency: 10 * time.Millisecond})
+	f.fleet.Hold()
 	driver := f.child("rollout", "start", "v2")
 	f.waitUpdates(2)
 	out := f.mustRun(0, "rollout", "rollback", "canary", "is", "sick")
+	f.fleet.Release()
 	assertContains(t, "rollback", out, "rollback requested for rollout #1 (v2): it halts first")
 	if !strings.Contains(out, "is driven by another process") && !strings.Contains(out, "ended meanwhile, under its driver") {
 		t.Errorf("the rollback does not say the driver does it:\n%s", out)

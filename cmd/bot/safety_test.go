@@ -159,17 +159,6 @@ func (sf *sshdFleet) inFlight() int {
 	return n
 }
 
-// waitFor polls, at most 60 s, until cond holds.
-func (sf *sshdFleet) waitFor(what string, cond func() bool) {
-	sf.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for tick := time.NewTicker(10 * time.Millisecond); !cond(); <-tick.C {
-		if time.Now().After(deadline) {
-			sf.t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // assertHostsSafe checks the promises from the machines' side: no two recipe
 // commands ever ran at once on one, none was updated more than once, and
 // the store leaves none updating. It returns the updates per machine.

@@ -58,11 +58,13 @@ func TestCLIExitCodes(t *testing.T) {
 	f.mustRun(exitHalted, "rollout", "status", "-o", "json")
 
 	// A running rollout's status is 7; the halt that stops it answers 0.
-	g := newFixture(t, fixtureOptions{hosts: 3, updateDelay: 2 * time.Second})
+	g := newFixture(t, fixtureOptions{hosts: 3})
+	g.fleet.Hold()
 	driver := g.child("rollout", "start", "v2", "--concurrency", "1")
 	g.waitUpdates(1)
 	g.mustRun(exitActive, "rollout", "status")
 	g.mustRun(exitOK, "rollout", "halt", "enough")
+	g.fleet.Release()
 	if code := driver.wait(t); code != exitHalted {
 		t.Errorf("the halted driver exited %d, want 3:\n%s", code, driver.out.String())
 	}
@@ -370,18 +372,24 @@ func (f *fixture) mustInProcCode(code int, args ...string) string {
 // rollout watch follows a rollout another process drives, to its end, and
 // exits with its state's code; status --watch is the same.
 func TestCLIWatch(t *testing.T) {
-	f := newFixture(t, fixtureOptions{hosts: 6, updateDelay: 300 * time.Millisecond})
+	f := newFixture(t, fixtureOptions{hosts: 6})
+	f.fleet.Hold()
 	driver := f.child("rollout", "start", "v2", "--concurrency", "1")
 	f.waitUpdates(1)
 	watcher := f.child("rollout", "watch")
 	other := f.child("rollout", "status", "--watch")
+	f.waitOutput("rollout #1: v2 to 6 hosts", watcher, other)
+	f.fleet.Release()
 	for _, c := range []*child{driver, watcher, other} {
 		if code := c.wait(t); code != exitOK {
 			t.Fatalf("exited %d:\n%s", code, c.out.String())
 		}
 	}
 	for _, c := range []*child{watcher, other} {
-		assertContains(t, "watch", c.out.String(), "rollout #1: v2 to 6 hosts", "▶ stage 100%", "■ rollout #1 completed", "rollout #1: v2, completed")
+		// The stages that passed between two reads of the store are shown
+		// too, in order.
+		assertContains(t, "watch", c.out.String(), "rollout #1: v2 to 6 hosts", "▶ stage 10%", "✓ stage 10% done: 1 host, 0 failed",
+			"▶ stage 50%", "✓ stage 50% done: 2 hosts", "▶ stage 100%", "✓ stage 100% done: 3 hosts", "■ rollout #1 completed", "rollout #1: v2, completed")
 	}
 	if f.fleet.Totals().Updates != 6 {
 		t.Errorf("%d updates: a watcher drove the rollout", f.fleet.Totals().Updates)
@@ -564,7 +572,8 @@ func TestCLISeedReproducesTheOrder(t *testing.T) {
 // A second halt says the rollout is halted already, by whom and why, and
 // keeps the first reason; the wording never says "halted: halted by".
 func TestCLISecondHalt(t *testing.T) {
-	f := newFixture(t, fixtureOptions{hosts: 4, updateDelay: 2 * time.Second})
+	f := newFixture(t, fixtureOptions{hosts: 4})
+	f.fleet.Hold()
 	driver := f.child("rollout", "start", "v2", "--concurrency", "1")
 	f.waitUpdates(1)
 	f.mustRun(exitOK, "rollout", "halt", "first", "reason")
@@ -572,6 +581,7 @@ func TestCLISecondHalt(t *testing.T) {
 	if out, err := f.inProc("rollout", "halt", "second"); err == nil || !strings.Contains(out+err.Error(), "first reason") {
 		t.Logf("second halt while halting: %v\n%s", err, out)
 	}
+	f.fleet.Release()
 	driver.wait(t)
 	out := f.mustRun(exitNothingToDo, "rollout", "halt", "third")
 	assertContains(t, "halt of a halted rollout", out, "rollout #1 is already halted, by ", `("first reason")`, "the first halt is kept")

@@ -54,7 +54,7 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 		return outcome(r, rollout.CountResults(results), goalOf(r))
 	}
 	progress := console.NewProgress(m.Stdout, m.TTY)
-	w := watcher{progress: progress, seen: map[int]rollout.HostResult{}}
+	w := newWatcher(progress)
 	stopTicking := progress.Ticking(time.Second)
 	defer stopTicking()
 	tick := time.NewTicker(watchEvery)
@@ -96,29 +96,25 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 }
 
 // watcher turns snapshots of a rollout read from the store into the events
-// its driver would have sent, for the same display.
+// its driver would have sent, for the same display. Stages that began and
+// ended between two snapshots are shown too, each once, in order.
 type watcher struct {
 	progress *console.Progress
 	prev     *rollout.Rollout
 	seen     map[int]rollout.HostResult // by index: the last status shown
+	started  int                        // the last stage whose start was shown; -1: none
+	done     int                        // the last stage whose end was shown; -1: none
+}
+
+func newWatcher(p *console.Progress) *watcher {
+	return &watcher{progress: p, seen: map[int]rollout.HostResult{}, started: -1, done: -1}
 }
 
 func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now time.Time) {
 	stages := r.StageList()
-	c := rollout.CountResults(results)
-	pr := rollout.Progress{Rollout: *r, Stages: stages, Counts: c, Recent: rollout.RecentFailures(results)}
+	pr := rollout.Progress{Rollout: *r, Stages: stages, Counts: rollout.CountResults(results), Recent: rollout.RecentFailures(results)}
 	if r.Stage < len(stages) {
-		st := stages[r.Stage]
-		for _, hr := range results {
-			if hr.Index >= st.Start && hr.Index < st.End {
-				if ended(hr.Status) {
-					pr.StageDone++
-				}
-				if hr.Status.Failure() {
-					pr.StageFailures++
-				}
-			}
-		}
+		pr.StageDone, pr.StageFailures = stageCounts(stages[r.Stage], results)
 	}
 	emit := func(kind rollout.EventKind, at time.Time, f func(*rollout.Event)) {
 		ev := rollout.Event{Kind: kind, At: at, Progress: pr}
@@ -129,14 +125,17 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 	}
 	prev := w.prev
 	w.prev = r
+	begun, over := stagesReached(r, len(stages))
 	if prev == nil {
-		// The clock counts from the rollout's start, as its driver's does.
+		// The clock counts from the rollout's start, as its driver's does;
+		// the stages before this one are history.
 		emit(rollout.EventStarted, r.CreatedAt, nil)
 		for _, hr := range results {
 			w.seen[hr.Index] = hr
 		}
-		if r.Phase == rollout.PhaseRunning && r.Stage < len(stages) {
-			emit(rollout.EventStageStarted, now, func(ev *rollout.Event) { ev.Stage = stages[r.Stage] })
+		w.started, w.done = begun, over
+		if r.Phase == rollout.PhaseRunning {
+			w.started--
 		}
 		if r.Phase == rollout.PhaseRollingBack {
 			emit(rollout.EventUndoStarted, now, nil)
@@ -155,6 +154,20 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 			emit(rollout.EventHostDone, now, func(ev *rollout.Event) { h := hr; ev.Host = &h })
 		}
 	}
+	for i := min(w.started, w.done) + 1; i <= max(begun, over); i++ {
+		st := stages[i]
+		if i > w.started && i <= begun {
+			emit(rollout.EventStageStarted, now, func(ev *rollout.Event) { ev.Stage = st })
+			w.started = i
+		}
+		if i > w.done && i <= over {
+			emit(rollout.EventStageDone, now, func(ev *rollout.Event) {
+				ev.Stage = st
+				ev.Progress.StageDone, ev.Progress.StageFailures = stageCounts(st, results)
+			})
+			w.done = i
+		}
+	}
 	if prev == nil {
 		emit(rollout.EventHostStarted, now, nil) // draws the bar
 		return
@@ -162,14 +175,8 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 	switch {
 	case r.Phase == rollout.PhaseRollingBack && prev.Phase != rollout.PhaseRollingBack:
 		emit(rollout.EventUndoStarted, now, nil)
-	case r.Phase == rollout.PhasePaused && prev.Phase != rollout.PhasePaused && prev.Stage < len(stages):
-		emit(rollout.EventStageDone, now, func(ev *rollout.Event) { ev.Stage = stages[prev.Stage] })
+	case r.Phase == rollout.PhasePaused && prev.Phase != rollout.PhasePaused:
 		emit(rollout.EventPaused, now, func(ev *rollout.Event) { ev.Pause = r.WaitUntil.Sub(r.UpdatedAt).Round(time.Second) })
-	case r.Phase == rollout.PhaseRunning && (prev.Phase != rollout.PhaseRunning || prev.Stage != r.Stage) && r.Stage < len(stages):
-		if prev.Phase == rollout.PhaseRunning && prev.Stage < len(stages) {
-			emit(rollout.EventStageDone, now, func(ev *rollout.Event) { ev.Stage = stages[prev.Stage] })
-		}
-		emit(rollout.EventStageStarted, now, func(ev *rollout.Event) { ev.Stage = stages[r.Stage] })
 	}
 	if r.Halt != nil && prev.Halt == nil && r.Phase.Active() {
 		emit(rollout.EventHalting, now, nil)
@@ -179,6 +186,37 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 		return
 	}
 	emit(rollout.EventHostStarted, now, nil) // redraws the bar
+}
+
+// stagesReached says, from a snapshot, the last of n stages that began
+// and the last that ended (-1: none).
+func stagesReached(r *rollout.Rollout, n int) (begun, over int) {
+	s := min(r.Stage, n-1)
+	switch r.Phase {
+	case rollout.PhaseCompleted:
+		return n - 1, n - 1
+	case rollout.PhasePaused, rollout.PhaseGated, rollout.PhaseBaking:
+		return s, s // Stage is done
+	case rollout.PhaseFrozen, rollout.PhaseWindow:
+		return s - 1, s - 1 // Stage has yet to begin, or to go on
+	default: // running, and the ends that stop a stage midway
+		return s, s - 1
+	}
+}
+
+// stageCounts is how many of a stage's hosts ended, and how many failed.
+func stageCounts(st rollout.Stage, results []rollout.HostResult) (done, failures int) {
+	for _, hr := range results {
+		if hr.Index >= st.Start && hr.Index < st.End {
+			if ended(hr.Status) {
+				done++
+			}
+			if hr.Status.Failure() {
+				failures++
+			}
+		}
+	}
+	return done, failures
 }
 
 // ended reports whether a host's update has ended.

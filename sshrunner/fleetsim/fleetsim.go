@@ -95,6 +95,9 @@ type Fleet struct {
 	authMu     sync.RWMutex
 	authorized map[string]bool // by ssh.PublicKey.Marshal
 
+	holdMu sync.Mutex
+	held   chan struct{} // non-nil between Hold and Release; closed by Release
+
 	done      chan struct{} // closed by Close: ends waits, accept back-offs
 	stopCtx   func() bool
 	closeOnce sync.Once
@@ -270,6 +273,46 @@ func (f *Fleet) Behavior(i int) Behavior {
 func (f *Fleet) SetBehavior(i int, b Behavior) {
 	if err := f.hosts[i].setBehavior(b); err != nil {
 		f.log.Warn("fleetsim: set behavior", "host", f.hosts[i].info.Name, "behavior", string(b), "err", err)
+	}
+}
+
+// Hold makes every update and rollback, once its latency and delays are
+// over, wait until Release before it takes effect and answers, as a long
+// real one would. A test that needs them still running at some point holds
+// them there instead of betting on a delay. A held command keeps running
+// when its client goes away, as a process on a real host does.
+func (f *Fleet) Hold() {
+	f.holdMu.Lock()
+	defer f.holdMu.Unlock()
+	if f.held == nil {
+		f.held = make(chan struct{})
+	}
+}
+
+// Release lets the held commands, and those to come, go on.
+func (f *Fleet) Release() {
+	f.holdMu.Lock()
+	defer f.holdMu.Unlock()
+	if f.held != nil {
+		close(f.held)
+		f.held = nil
+	}
+}
+
+// waitHeld blocks while commands are held, unless the fleet closes first,
+// which it reports as false.
+func (f *Fleet) waitHeld() bool {
+	f.holdMu.Lock()
+	held := f.held
+	f.holdMu.Unlock()
+	if held == nil {
+		return true
+	}
+	select {
+	case <-held:
+		return true
+	case <-f.done:
+		return false
 	}
 }
 

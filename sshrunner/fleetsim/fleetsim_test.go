@@ -483,3 +483,41 @@ func BenchmarkStart(b *testing.B) {
 		f.Close()
 	}
 }
+
+// A held update is neither applied nor answered until Release; other
+// commands go on meanwhile.
+func TestHoldAndRelease(t *testing.T) {
+	f := startFleet(t, Options{Hosts: 1})
+	c := mustDial(t, f, 0, clientConfig(t, f))
+	f.Hold()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("update v2"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for tick := time.NewTicker(time.Millisecond); f.Stats(0).Updates == 0; <-tick.C {
+		if time.Now().After(deadline) {
+			t.Fatal("the update never reached the host")
+		}
+	}
+	if out, _, status, err := run(t, c, "version"); out != "v1\n" || status != 0 || err != nil {
+		t.Fatalf("version while an update is held = %q, %d, %v", out, status, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a held update answered: %v", err)
+	default:
+	}
+	f.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("released update: %v", err)
+	}
+	if v := f.Version(0); v != "v2" {
+		t.Errorf("version after release %q, want v2", v)
+	}
+}

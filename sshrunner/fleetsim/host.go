@@ -380,7 +380,7 @@ func (h *host) exec(ch ssh.Channel, cc *corkConn, cmd string, closed <-chan stru
 	if verb == "update" && b == Hang {
 		return
 	}
-	if !h.f.wait(d) {
+	if !h.f.wait(d) || ((verb == "update" || verb == "rollback") && !h.f.waitHeld()) {
 		return
 	}
 	r := h.run(b, verb, arg, cmd)
