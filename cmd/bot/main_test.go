@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -54,6 +55,10 @@ type fixtureOptions struct {
 	extra   string // more YAML for the configuration
 	// updateDelay is added to every update on the simulated hosts.
 	updateDelay time.Duration
+	// lease is rollout.lease_ttl (default 3s, which a loaded machine's late
+	// renewal does not run out). Tests that kill a driver and wait for its
+	// lease to run out set 1s.
+	lease time.Duration
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -83,14 +88,14 @@ rollout:
   concurrency: 3
   health_timeout: 3s
   health_interval: 100ms
-  lease_ttl: 1s
+  lease_ttl: %s
   shutdown_grace: 10s
 recipe:
   version: %q
   update: %q
   health: %q
   rollback: %q
-%s`, simRecipe.Version, simRecipe.Update, simRecipe.Health, simRecipe.Rollback, o.extra)
+%s`, cmp.Or(o.lease, 3*time.Second), simRecipe.Version, simRecipe.Update, simRecipe.Health, simRecipe.Rollback, o.extra)
 	path := filepath.Join(dir, "rolloutbot.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -223,7 +228,7 @@ func (f *fixture) assertEachHostOnce() {
 func TestCrashAndResume(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			o := fixtureOptions{hosts: 30, latency: 20 * time.Millisecond}
+			o := fixtureOptions{hosts: 30, latency: 20 * time.Millisecond, lease: time.Second}
 			if backend == "postgres" {
 				o.dbURL = pg.NewDatabase(t)
 			}
@@ -263,7 +268,7 @@ func TestChaosKillsOnPostgres(t *testing.T) {
 	t.Logf("seed %d (set CHAOS_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	f := newFixture(t, fixtureOptions{hosts: 24, latency: 20 * time.Millisecond, updateDelay: 1500 * time.Millisecond,
-		dbURL: pg.NewDatabase(t)})
+		lease: time.Second, dbURL: pg.NewDatabase(t)})
 	c := f.child("rollout", "start", "v2")
 	db := f.store()
 	for kill := range 10 {
