@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -56,6 +57,9 @@ type envOptions struct {
 	wsAdmins  bool // workspace admins are rolloutbot admins
 	calendar  rollout.Calendar
 	confirm   bool // /rollout start shows its plan with Start / Cancel first
+	// health is the health timeout (default 2s, which a HealthFails host
+	// waits out); longer where no host fails its health check.
+	health time.Duration
 
 	link func(int64) string // the web view's links
 }
@@ -118,8 +122,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	status := bot.NewStatus(api, bot.StatusConfig{Channel: channel, EditInterval: 100 * time.Millisecond, ReplyInterval: time.Millisecond,
 		WaitRefresh: 50 * time.Millisecond, Link: o.link}, e.db, log)
 	e.engine = rollout.New(rollout.Config{Store: e.db, Inventory: e.db, Updater: runner, Notifier: status, Logger: log,
-		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: 2 * time.Second, HealthInterval: 100 * time.Millisecond,
-		PollInterval: 50 * time.Millisecond, Freezes: e.db, Calendar: o.calendar})
+		Defaults: o.settings, Seed: func() int64 { return seed }, HealthTimeout: cmp.Or(o.health, 2*time.Second),
+		HealthInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Freezes: e.db, Calendar: o.calendar})
 	b := bot.New(api, bot.Config{Channel: channel, Admins: []string{admin}, AdminGroups: []string{"S0OPS"}, WorkspaceAdmins: o.wsAdmins,
 		Link: o.link, ConfirmStart: o.confirm},
 		e.engine, e.db, e.db, status, log)
