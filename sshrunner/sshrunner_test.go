@@ -1013,7 +1013,8 @@ func TestFrozenHost(t *testing.T) {
 		bound     time.Duration // the step must return within bound + slack
 		want      error
 	}{
-		{"keepalive closes it", time.Minute, 100 * time.Millisecond, false, 200 * time.Millisecond, rollout.ErrConnLost},
+		// Long enough that the keepalives before the freeze are answered on a loaded machine.
+		{"keepalive closes it", time.Minute, time.Second, false, 2 * time.Second, rollout.ErrConnLost},
 		// The runner waits a second for the kill to be acknowledged, then drops the connection.
 		{"command timeout", 300 * time.Millisecond, time.Minute, false, 1300 * time.Millisecond, rollout.ErrConnLost},
 		{"cancelled", time.Minute, time.Minute, true, 1100 * time.Millisecond, context.Canceled},
