@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -409,6 +410,33 @@ func TestCLIWatch(t *testing.T) {
 	// An ended rollout (--id): its final state at once.
 	assertContains(t, "watch --id 1", f.mustRun(exitOK, "rollout", "watch", "--id", "1"), "rollout #1: v2, completed")
 	f.mustRun(exitUsage, "rollout", "status", "--watch", "-o", "json")
+}
+
+// A watch says when the driver it follows lets its lease run out (stopped
+// here with SIGSTOP), and when it renews it; then it follows the rollout to
+// its end.
+func TestCLIWatchStalledDriver(t *testing.T) {
+	f := newFixture(t, fixtureOptions{hosts: 2, lease: time.Second})
+	f.fleet.Hold()
+	driver := f.child("rollout", "start", "v2", "--concurrency", "1")
+	f.waitUpdates(1)
+	watcher := f.child("rollout", "watch")
+	f.waitOutput("rollout #1: v2 to 2 hosts", watcher)
+	driver.signal(t, syscall.SIGSTOP)
+	f.waitOutput("let its lease run out", watcher)
+	driver.signal(t, syscall.SIGCONT)
+	f.waitOutput("renewed its lease and goes on", watcher)
+	f.fleet.Release()
+	for _, c := range []*child{driver, watcher} {
+		if code := c.wait(t); code != exitOK {
+			t.Fatalf("exited %d:\n%s", code, c.out.String())
+		}
+	}
+	out := watcher.out.String()
+	assertContains(t, "watch", out, "its driver ", "it goes on if that process comes back", "■ rollout #1 completed")
+	if n := strings.Count(out, "let its lease run out"); n != 1 {
+		t.Errorf("the stall shown %d times:\n%s", n, out)
+	}
 }
 
 // config check opens no store and connects nowhere; --connect does.

@@ -68,6 +68,7 @@ func (m *Main) watchRollout(ctx context.Context, cfgPath string, id int64) error
 			return err
 		}
 		w.update(r, results, time.Now())
+		w.driver(r, storeNow(ctx, db))
 		if r.Phase.Ended() {
 			stopTicking()
 			progress.Finish()
@@ -104,6 +105,7 @@ type watcher struct {
 	seen     map[int]rollout.HostResult // by index: the last status shown
 	started  int                        // the last stage whose start was shown; -1: none
 	done     int                        // the last stage whose end was shown; -1: none
+	stalled  string                     // the driver whose run-out lease was shown
 }
 
 func newWatcher(p *console.Progress) *watcher {
@@ -186,6 +188,28 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 		return
 	}
 	emit(rollout.EventHostStarted, now, nil) // redraws the bar
+}
+
+// driver says when the rollout's driver lets its lease run out (at now, on
+// the store's clock), as nothing then moves, and when that ends: the driver
+// renewed its lease, or another process took the rollout over.
+func (w *watcher) driver(r *rollout.Rollout, now time.Time) {
+	log := w.progress.Log()
+	switch d := r.Stalled(now); {
+	case d > 0 && w.stalled != r.Owner:
+		w.stalled = r.Owner
+		fmt.Fprintf(log, "  its driver %s let its lease run out %s ago: it stopped, froze or lost the store; it goes on if that process comes back, a running `serve` takes it over, or `rollout resume` does\n",
+			r.Owner, d.Round(time.Second))
+	case d > 0 || w.stalled == "":
+	case r.Owner == w.stalled:
+		w.stalled = ""
+		fmt.Fprintf(log, "  its driver %s renewed its lease and goes on\n", r.Owner)
+	case r.Owner != "":
+		w.stalled = ""
+		fmt.Fprintf(log, "  %s took the rollout over\n", r.Owner)
+	case r.Phase.Ended():
+		w.stalled = ""
+	}
 }
 
 // stagesReached says, from a snapshot, the last of n stages that began
