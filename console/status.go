@@ -41,8 +41,7 @@ func WriteStatusMore(w io.Writer, r *rollout.Rollout, results []rollout.HostResu
 			cut, rollout.Plural(cut, "host", "hosts"))
 	}
 	if d := r.Stalled(now); d > 0 {
-		fmt.Fprintf(w, "  its driver %s let its lease run out %s ago: it stopped, froze or lost the store; it goes on if that process comes back, a running `serve` takes it over, or `rollout resume` does\n",
-			r.Owner, d.Round(time.Second))
+		fmt.Fprintf(w, "  %s\n", StalledLine(r, d))
 	}
 	if h := r.Halt; r.Phase.Active() && h != nil {
 		if h.Auto() {
@@ -179,4 +178,11 @@ func WriteHistory(w io.Writer, rs []*rollout.Rollout, counts map[int64]rollout.C
 		fmt.Fprintf(w, "#%-4d %-16s %s  by %-12s %s — %s\n", r.ID, Clip(r.Version, 16), r.CreatedAt.Local().Format("2006-01-02 15:04"),
 			Clip(r.StartedBy, 12), rollout.Outcome(r, counts[r.ID]), counts[r.ID])
 	}
+}
+
+// StalledLine says that r's driver let its lease run out d ago (see
+// rollout.Rollout.Stalled), and what makes the rollout go on.
+func StalledLine(r *rollout.Rollout, d time.Duration) string {
+	return fmt.Sprintf("its driver %s let its lease run out %s ago: it stopped, froze or lost the store; it goes on if that process comes back, a running `serve` takes it over, or `rollout resume` does",
+		r.Owner, d.Round(time.Second))
 }

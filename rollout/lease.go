@@ -53,16 +53,13 @@ func (l *lease) ranOut(t time.Time) bool {
 func (l *lease) lost() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.loseLocked()
-}
-
-func (l *lease) loseLocked() {
 	if !l.gone {
 		l.gone = true
 		l.signalLocked()
 	}
 }
 
+// signalLocked wakes whoever waits on the lease; mu is held.
 func (l *lease) signalLocked() {
 	close(l.changed)
 	l.changed = make(chan struct{})

@@ -152,7 +152,7 @@ func (w *watcher) update(r *rollout.Rollout, results []rollout.HostResult, now t
 		if !ok || (old.Status == hr.Status && old.Undo.Status == hr.Undo.Status) {
 			continue
 		}
-		if ended(hr.Status) && old.Status != hr.Status || r.Phase == rollout.PhaseRollingBack && old.Undo.Status != hr.Undo.Status {
+		if hr.Status.Done() && old.Status != hr.Status || r.Phase == rollout.PhaseRollingBack && old.Undo.Status != hr.Undo.Status {
 			emit(rollout.EventHostDone, now, func(ev *rollout.Event) { h := hr; ev.Host = &h })
 		}
 	}
@@ -198,8 +198,7 @@ func (w *watcher) driver(r *rollout.Rollout, now time.Time) {
 	switch d := r.Stalled(now); {
 	case d > 0 && w.stalled != r.Owner:
 		w.stalled = r.Owner
-		fmt.Fprintf(log, "  its driver %s let its lease run out %s ago: it stopped, froze or lost the store; it goes on if that process comes back, a running `serve` takes it over, or `rollout resume` does\n",
-			r.Owner, d.Round(time.Second))
+		fmt.Fprintf(log, "  %s\n", console.StalledLine(r, d))
 	case d > 0 || w.stalled == "":
 	case r.Owner == w.stalled:
 		w.stalled = ""
@@ -232,7 +231,7 @@ func stagesReached(r *rollout.Rollout, n int) (begun, over int) {
 func stageCounts(st rollout.Stage, results []rollout.HostResult) (done, failures int) {
 	for _, hr := range results {
 		if hr.Index >= st.Start && hr.Index < st.End {
-			if ended(hr.Status) {
+			if hr.Status.Done() {
 				done++
 			}
 			if hr.Status.Failure() {
@@ -241,9 +240,4 @@ func stageCounts(st rollout.Stage, results []rollout.HostResult) (done, failures
 		}
 	}
 	return done, failures
-}
-
-// ended reports whether a host's update has ended.
-func ended(s rollout.Status) bool {
-	return s != rollout.StatusPending && s != rollout.StatusUpdating
 }
